@@ -1,0 +1,26 @@
+"""hf-dlm: masked (discrete) diffusion models in the Hugging Face stack.
+
+``import hf_dlm`` registers our configurations and models with transformers' Auto classes.
+"""
+
+from ._registration import register as _register
+from .denoiser import denoise, get_mask_token_id
+from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
+from .models import DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM
+
+_register()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DreamConfig",
+    "DreamForMaskedLM",
+    "DreamModel",
+    "LLaDAConfig",
+    "LLaDAModel",
+    "LLaDAModelLM",
+    "MaskedDiffusionGenerationConfig",
+    "MaskedDiffusionGenerationOutput",
+    "denoise",
+    "get_mask_token_id",
+]

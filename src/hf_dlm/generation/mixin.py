@@ -1,0 +1,236 @@
+"""``generate()`` for masked diffusion language models: the decoding loop of LLaDA (Nie et al., 2025,
+Algorithm 4 with semi-autoregressive blocks, Algorithm 5 low-confidence remasking), Dream's samplers and
+confidence-threshold parallel decoding, over the denoiser contract."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers.generation.streamers import BaseStreamer
+from transformers.utils import ModelOutput, logging
+
+from ..denoiser import denoise, get_mask_token_id
+from .configuration import MaskedDiffusionGenerationConfig
+from .sampling import (
+    add_gumbel_noise,
+    confidence_scores,
+    filter_logits,
+    num_transfer_tokens,
+    origin_reveal,
+    select_above_threshold,
+    select_top,
+    trim_after_eos,
+)
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class MaskedDiffusionGenerationOutput(ModelOutput):
+    """Output of [`MaskedDiffusionGenerationMixin.generate`] with ``return_dict_in_generate=True``.
+
+    Args:
+        sequences: prompt followed by the generated tokens, shape (batch, length).
+        nfe: number of denoiser forward passes (a classifier-free-guidance pass on the doubled batch counts once).
+        history: with ``output_history=True``, the canvas after every step, each of shape (batch, prompt + L).
+    """
+
+    sequences: torch.LongTensor | None = None
+    nfe: int | None = None
+    history: tuple[torch.LongTensor, ...] | None = None
+
+
+def _as_list(ids: int | list[int] | None) -> list[int]:
+    if ids is None:
+        return []
+    return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
+
+
+class MaskedDiffusionGenerationMixin:
+    """Adds masked-diffusion ``generate()`` to a model that follows the denoiser contract.
+
+    The class name ends in ``GenerationMixin`` so that transformers' ``can_generate()`` recognises it, which gives
+    the model a ``generation_config`` and lets ``pipeline("text-generation")`` drive it.
+    """
+
+    generation_config_class = MaskedDiffusionGenerationConfig
+
+    def _prepare_diffusion_config(self, generation_config: MaskedDiffusionGenerationConfig | None,
+                                  kwargs: dict[str, Any]) -> MaskedDiffusionGenerationConfig:
+        base = generation_config if generation_config is not None else self.generation_config
+        if not isinstance(base, MaskedDiffusionGenerationConfig):
+            base = MaskedDiffusionGenerationConfig(**base.to_diff_dict()) if base is not None else \
+                MaskedDiffusionGenerationConfig()
+        config = copy.deepcopy(base)
+        unused = config.update(**kwargs)
+        # what a text-generation pipeline or an autoregressive caller may pass and that has no meaning here
+        for key in ("use_cache", "synced_gpus", "assistant_model", "logits_processor", "stopping_criteria"):
+            unused.pop(key, None)
+        if unused:
+            raise ValueError(f"generate() got arguments that are neither generation settings nor used by masked "
+                             f"diffusion decoding: {sorted(unused)}.")
+        model_config = self.config
+        for name in ("mask_token_id", "pad_token_id", "eos_token_id", "bos_token_id"):
+            if getattr(config, name, None) is None and getattr(model_config, name, None) is not None:
+                setattr(config, name, getattr(model_config, name))
+        if config.mask_token_id is None:
+            config.mask_token_id = get_mask_token_id(self)
+        config.validate()
+        return config
+
+    def _guided_logits(self, x: torch.LongTensor, attention_mask: torch.Tensor | None, prompt_index: torch.BoolTensor,
+                       cfg_scale: float, mask_token_id: int) -> torch.Tensor:
+        """Denoiser logits, with LLaDA's unsupervised classifier-free guidance when ``cfg_scale > 0``:
+        ``un + (cfg_scale + 1)(cond − un)`` where ``un`` sees the prompt masked."""
+        if cfg_scale <= 0:
+            return denoise(self, x, attention_mask)
+        unconditional = x.masked_fill(prompt_index, mask_token_id)
+        both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
+        logits = denoise(self, torch.cat([x, unconditional]), both_mask)
+        cond, uncond = logits.chunk(2, dim=0)
+        return uncond + (cfg_scale + 1.0) * (cond - uncond)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                 generation_config: MaskedDiffusionGenerationConfig | None = None,
+                 streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+                 **kwargs: Any) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
+        """Generate ``max_new_tokens`` tokens after each prompt by masked-diffusion decoding.
+
+        Args:
+            input_ids: prompts, shape (batch, prompt_length); batches are left-padded (``attention_mask`` 0 on the
+                padding). ``None`` starts from a single BOS token.
+            attention_mask: 1 for tokens, 0 for padding.
+            generation_config: base settings; defaults to ``self.generation_config``.
+            streamer: receives the prompt, then each finished block through ``put``; if it has ``put_draft``
+                (e.g. ``transformers.TextDiffusionStreamer``) it also receives the current block after every step.
+            generator: a ``torch.Generator`` for reproducible sampling.
+            kwargs: any field of [`MaskedDiffusionGenerationConfig`], overriding ``generation_config``.
+
+        Returns:
+            The sequences (prompt + answer), or a [`MaskedDiffusionGenerationOutput`] with
+            ``return_dict_in_generate=True``.
+        """
+        config = self._prepare_diffusion_config(generation_config, kwargs)
+        mask_id = config.mask_token_id
+        device = self.device
+        if input_ids is None:
+            if config.bos_token_id is None:
+                raise ValueError("`input_ids` is None and no `bos_token_id` is set to start from.")
+            input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch, length), got {tuple(input_ids.shape)}.")
+        input_ids = input_ids.to(device)
+        batch, prompt_length = input_ids.shape
+        total = prompt_length + config.max_new_tokens
+        max_positions = getattr(self.config, "max_position_embeddings", None)
+        if max_positions is not None and total > max_positions:
+            raise ValueError(f"prompt length {prompt_length} + max_new_tokens {config.max_new_tokens} = {total} "
+                             f"exceeds the model's {max_positions} positions.")
+        if streamer is not None and batch != 1:
+            raise ValueError(f"A streamer needs batch size 1, got {batch}.")
+
+        x = torch.full((batch, total), mask_id, dtype=torch.long, device=device)
+        x[:, :prompt_length] = input_ids
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(device)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, config.max_new_tokens)], dim=1)
+            if bool(attention_mask.all()):
+                attention_mask = None
+        prompt_index = x != mask_id
+
+        block_length, num_blocks = config.resolved_block_length, config.num_blocks
+        steps_per_block = config.resolved_steps // num_blocks
+        temperature = config.sampling_temperature
+        eos_ids = _as_list(config.eos_token_id)
+        history: list[torch.LongTensor] = []
+        nfe = 0
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+
+        progress = tqdm(total=config.resolved_steps, disable=not config.show_progress, desc="denoising")
+        for block in range(num_blocks):
+            start = prompt_length + block * block_length
+            end = start + block_length
+            block_masked = x[:, start:end] == mask_id
+            counts = num_transfer_tokens(block_masked, steps_per_block)
+            timesteps = torch.linspace(1.0, config.eps, steps_per_block + 1).tolist()
+            step = 0
+            while True:
+                mask_index = x == mask_id
+                mask_index[:, end:] = False  # positions right of the current block are never committed
+                if not mask_index.any():
+                    break
+                if config.threshold is None:
+                    if step >= steps_per_block:
+                        break
+                    if config.remasking != "origin" and int(counts[:, step].sum()) == 0:
+                        step += 1  # nothing to commit: skip the forward pass (the canvas would not change)
+                        progress.update(1)
+                        continue
+                logits = self._guided_logits(x, attention_mask, prompt_index, config.cfg_scale, mask_id)
+                nfe += 1
+                logits = filter_logits(logits, config.top_k, config.top_p)
+                proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
+                if config.remasking == "origin":
+                    transfer = origin_reveal(mask_index, timesteps[step], timesteps[step + 1],
+                                             step == steps_per_block - 1, generator)
+                else:
+                    confidence = confidence_scores(logits, proposal, config.remasking, generator)
+                    confidence = confidence.masked_fill(~mask_index, float("-inf"))
+                    if config.threshold is not None:
+                        transfer = select_above_threshold(confidence, config.threshold)
+                    else:
+                        transfer = select_top(confidence, counts[:, step], config.alg_temp, generator)
+                x = torch.where(transfer & mask_index, proposal, x)
+                step += 1
+                progress.update(1)
+                if config.output_history:
+                    history.append(x.clone())
+                if streamer is not None and hasattr(streamer, "put_draft"):
+                    streamer.put_draft(x[:, start:end].cpu())
+            if streamer is not None:
+                streamer.put(x[0, start:end].cpu())
+            if config.stop_at_eos and eos_ids and block < num_blocks - 1:
+                generated = x[:, prompt_length:end]
+                if bool(torch.isin(generated, torch.tensor(eos_ids, device=device)).any(dim=1).all()):
+                    logger.info("every row produced EOS after block %d of %d: stopping", block + 1, num_blocks)
+                    break
+        progress.close()
+        if streamer is not None:
+            streamer.end()
+
+        sequences = x
+        if config.stop_at_eos and eos_ids:
+            pad = config.pad_token_id if config.pad_token_id is not None else eos_ids[0]
+            sequences = trim_after_eos(x, prompt_length, eos_ids, pad)
+        if config.return_dict_in_generate:
+            return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=nfe,
+                                                   history=tuple(history) if config.output_history else None)
+        return sequences
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             cache_dir, force_download, proxies, local_files_only, token, revision, subfolder,
+                             trust_remote_code, **kwargs) -> None:
+        """Reload ``generation_config.json`` as a [`MaskedDiffusionGenerationConfig`] at ``from_pretrained`` time
+        (transformers' default would rebuild a plain ``GenerationConfig`` and drop the diffusion settings)."""
+        if generation_config is not None:
+            self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
+            return
+        if pretrained_model_name_or_path is None:
+            return
+        try:
+            self.generation_config = self.generation_config_class.from_pretrained(
+                pretrained_model_name_or_path, cache_dir=cache_dir, force_download=force_download, proxies=proxies,
+                local_files_only=local_files_only, token=token, revision=revision, subfolder=subfolder,
+                _from_auto=from_auto_class, _from_pipeline=from_pipeline,
+            )
+        except OSError:
+            logger.info("No generation_config.json found; using MaskedDiffusionGenerationConfig defaults.")
+
+
+__all__ = ["MaskedDiffusionGenerationMixin", "MaskedDiffusionGenerationOutput"]

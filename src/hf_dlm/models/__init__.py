@@ -1,0 +1,8 @@
+"""Architectures, one folder each. Nothing here imports the algorithm folders except ``generation`` (the
+``generate()`` mixin, as transformers' models import ``GenerationMixin``)."""
+
+from .dream import DreamBaseModel, DreamConfig, DreamForMaskedLM, DreamModel
+from .llada import LLaDAConfig, LLaDAModel, LLaDAModelLM
+
+__all__ = ["DreamBaseModel", "DreamConfig", "DreamForMaskedLM", "DreamModel", "LLaDAConfig", "LLaDAModel",
+           "LLaDAModelLM"]

@@ -1,0 +1,91 @@
+"""Building blocks shared by our text architectures: rotary embeddings, bidirectional attention, gated MLP.
+
+RMSNorm, ``rotate_half``-style rotary application and the eager attention kernel come from transformers'
+Llama implementation; attention dispatch (eager / sdpa / flash / flex) goes through ``ALL_ATTENTION_FUNCTIONS``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
+
+
+class RotaryEmbedding(nn.Module):
+    """Half-split RoPE (Su et al., 2021) computed in float32, as LLaDA (``rope_full_precision``) and Qwen2 do."""
+
+    def __init__(self, head_dim: int, theta: float) -> None:
+        super().__init__()
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
+
+    def compute_inv_freq(self) -> torch.Tensor:
+        return 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float32)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def positions_from_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int,
+                                  device: torch.device) -> torch.LongTensor:
+    """Position ids that skip padding: the first real token of every row sits at position 0.
+
+    With left padding this makes a padded row see exactly the rotary positions it would see unpadded.
+    """
+    if attention_mask is None:
+        return torch.arange(length, device=device).unsqueeze(0).expand(batch, length)
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp(min=0)
+
+
+def init_weights(model: PreTrainedModel, module: nn.Module) -> None:
+    """transformers' standard initialisation, plus the rotary buffer, which is not stored in checkpoints and is
+    therefore rebuilt after a (meta-device) ``from_pretrained``."""
+    PreTrainedModel._init_weights(model, module)
+    if isinstance(module, RotaryEmbedding):
+        init.copy_(module.inv_freq, module.compute_inv_freq())
+
+
+class AttentionHeads:
+    """Head bookkeeping that transformers' attention kernels read from the calling module."""
+
+    is_causal = False
+
+    def setup_heads(self, config, hidden_size: int, num_heads: int, num_kv_heads: int) -> None:
+        self.config = config
+        self.head_dim = hidden_size // num_heads
+        self.num_heads = num_heads
+        self.num_key_value_heads = num_kv_heads
+        self.num_key_value_groups = num_heads // num_kv_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = float(getattr(config, "attention_dropout", 0.0))
+
+    def bidirectional_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                position_embeddings: tuple[torch.Tensor, torch.Tensor],
+                                attention_mask: torch.Tensor | None, **kwargs) -> torch.Tensor:
+        """Full (non-causal) attention of projected ``q, k, v`` of shape (batch, length, heads*head_dim).
+
+        Applies RoPE, dispatches to ``config._attn_implementation`` and returns (batch, length, heads*head_dim)
+        before the output projection. Grouped-query attention repeats the key/value heads.
+        """
+        batch, length, _ = q.shape
+        q = q.view(batch, length, -1, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, -1, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, -1, self.head_dim).transpose(1, 2)
+        cos, sin = position_embeddings
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        out, _ = attention(
+            self, q, k, v, attention_mask,
+            scaling=self.scaling,
+            dropout=self.attention_dropout if self.training else 0.0,
+            is_causal=False,
+            **kwargs,
+        )
+        return out.reshape(batch, length, -1).contiguous()

@@ -1,0 +1,185 @@
+"""Dream: a bidirectional Qwen2 transformer trained as a masked diffusion language model (shifted prediction).
+
+Ye et al., "Dream 7B" (2025). The module tree reproduces the released checkpoints' keys (``model.embed_tokens``,
+``model.layers.{i}.self_attn.{q,k,v,o}_proj``, ``mlp.{gate,up,down}_proj``, ``input_layernorm``,
+``post_attention_layernorm``, ``model.norm``, ``lm_head``). Dream keeps the autoregressive head: the logits at
+position *i* predict token *i + 1*. [`DreamModel`] returns them unshifted, exactly as the original;
+[`DreamForMaskedLM`] and the denoiser contract (``hf_dlm.denoiser``) shift them so position *i* predicts token *i*.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+from ...denoiser import shift_logits_to_tokens
+from ...generation.mixin import MaskedDiffusionGenerationMixin
+from .._layers import AttentionHeads, RotaryEmbedding, init_weights, positions_from_attention_mask
+from .configuration_dream import DreamConfig
+
+
+class DreamAttention(nn.Module, AttentionHeads):
+    def __init__(self, config: DreamConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.setup_heads(config, config.hidden_size, config.num_attention_heads, config.num_key_value_heads)
+        d, kv = config.hidden_size, config.num_key_value_heads * self.head_dim
+        self.q_proj = nn.Linear(d, config.num_attention_heads * self.head_dim, bias=True)
+        self.k_proj = nn.Linear(d, kv, bias=True)
+        self.v_proj = nn.Linear(d, kv, bias=True)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, d, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
+                attention_mask: torch.Tensor | None, **kwargs) -> torch.Tensor:
+        att = self.bidirectional_attention(self.q_proj(hidden_states), self.k_proj(hidden_states),
+                                           self.v_proj(hidden_states), position_embeddings, attention_mask, **kwargs)
+        return self.o_proj(att)
+
+
+class DreamMLP(nn.Module):
+    def __init__(self, config: DreamConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.act_fn = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DreamDecoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: DreamConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.self_attn = DreamAttention(config, layer_idx)
+        self.mlp = DreamMLP(config)
+        self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
+                attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), position_embeddings,
+                                                       attention_mask, **kwargs)
+        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+
+
+class DreamPreTrainedModel(PreTrainedModel):
+    config_class = DreamConfig
+    config: DreamConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DreamDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        init_weights(self, module)
+
+
+class DreamBaseModel(DreamPreTrainedModel):
+    """The transformer trunk; ``forward`` returns the final normed hidden states."""
+
+    def __init__(self, config: DreamConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(DreamDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> BaseModelOutput | tuple:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, length, _ = inputs_embeds.shape
+        if length > self.config.max_position_embeddings:
+            raise ValueError(f"Input length {length} exceeds `max_position_embeddings` "
+                             f"({self.config.max_position_embeddings}) of this model.")
+        if position_ids is None:
+            position_ids = positions_from_attention_mask(attention_mask, batch, length, inputs_embeds.device)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
+        hidden = inputs_embeds
+        all_hidden = [] if output_hidden_states else None
+        for layer in self.layers:
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+            hidden = layer(hidden, position_embeddings, mask, **kwargs)
+        hidden = self.norm(hidden)
+        if all_hidden is not None:
+            all_hidden.append(hidden)
+        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
+    """Dream with its head. ``forward`` returns the raw logits (position *i* predicts token *i + 1*), as the
+    original; ``generate()`` and every algorithm of this library shift them through the denoiser contract."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    predicts_next_token = True
+
+    def __init__(self, config: DreamConfig) -> None:
+        super().__init__(config)
+        self.model = DreamBaseModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> MaskedLMOutput | tuple:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
+                         **kwargs)
+        logits = self._head(out.last_hidden_state)
+        result = MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
+        return result if return_dict is not False else result.to_tuple()
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+
+class DreamForMaskedLM(DreamModel):
+    """Dream whose ``forward`` logits are aligned (position *i* predicts token *i*), for ``fill-mask`` and any
+    code that expects masked-LM outputs. Same weights and checkpoint layout as [`DreamModel`]."""
+
+    predicts_next_token = False
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return shift_logits_to_tokens(self.lm_head(hidden))
+
+
+__all__ = ["DreamPreTrainedModel", "DreamBaseModel", "DreamModel", "DreamForMaskedLM"]

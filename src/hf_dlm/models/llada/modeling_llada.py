@@ -1,0 +1,169 @@
+"""LLaDA: a bidirectional Llama-style transformer trained as a masked diffusion language model.
+
+Nie et al., "Large Language Diffusion Models" (2025). The module tree reproduces the released LLaDA-8B
+checkpoints' state-dict keys (``model.transformer.wte``, ``model.transformer.blocks.{i}.q_proj`` ...,
+``model.transformer.ln_f``, ``model.transformer.ff_out``), so those checkpoints load without remote code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+from ...generation.mixin import MaskedDiffusionGenerationMixin
+from .._layers import AttentionHeads, RotaryEmbedding, init_weights, positions_from_attention_mask
+from .configuration_llada import LLaDAConfig
+
+
+class LLaDABlock(GradientCheckpointingLayer, AttentionHeads):
+    """Pre-norm block: ``x + attn_out(attn(attn_norm(x)))`` then ``x + ff_out(silu(ff_proj(h)) * up_proj(h))``."""
+
+    def __init__(self, config: LLaDAConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.setup_heads(config, config.d_model, config.n_heads, config.n_kv_heads)
+        d, kv = config.d_model, config.n_kv_heads * self.head_dim
+        qkv_bias = config.include_bias or config.include_qkv_bias
+        self.q_proj = nn.Linear(d, d, bias=qkv_bias)
+        self.k_proj = nn.Linear(d, kv, bias=qkv_bias)
+        self.v_proj = nn.Linear(d, kv, bias=qkv_bias)
+        self.attn_out = nn.Linear(d, d, bias=config.include_bias)
+        self.attn_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
+        self.ff_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=config.include_bias)
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=config.include_bias)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=config.include_bias)
+        self.act = nn.SiLU()
+
+    def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
+                attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        h = self.attn_norm(hidden_states)
+        att = self.bidirectional_attention(self.q_proj(h), self.k_proj(h), self.v_proj(h), position_embeddings,
+                                           attention_mask, **kwargs)
+        hidden_states = hidden_states + self.attn_out(att)
+        h = self.ff_norm(hidden_states)
+        return hidden_states + self.ff_out(self.act(self.ff_proj(h)) * self.up_proj(h))
+
+
+class LLaDAPreTrainedModel(PreTrainedModel):
+    config_class = LLaDAConfig
+    config: LLaDAConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LLaDABlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # LLaDA keeps both the output head (`ff_out`) and the MLP down-projections (`blocks.*.ff_out`) under that name.
+    _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        init_weights(self, module)
+
+
+class LLaDAModel(LLaDAPreTrainedModel):
+    """The transformer trunk; ``forward`` returns the final normed hidden states.
+
+    ``transformer.ff_out`` (the output head) lives here too because the released checkpoints store it under
+    ``model.transformer.ff_out``; [`LLaDAModelLM`] applies it.
+    """
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__(config)
+        modules = {
+            "wte": nn.Embedding(config.embedding_size, config.d_model),
+            "blocks": nn.ModuleList(LLaDABlock(config, i) for i in range(config.n_layers)),
+            "ln_f": LlamaRMSNorm(config.d_model, eps=config.rms_norm_eps),
+            "ff_out": nn.Linear(config.d_model, config.embedding_size, bias=config.include_bias),
+        }
+        self.transformer = nn.ModuleDict(modules)
+        self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.transformer.wte = value
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> BaseModelOutput | tuple:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.transformer.wte(input_ids)
+        batch, length, _ = inputs_embeds.shape
+        if length > self.config.max_sequence_length:
+            raise ValueError(f"Input length {length} exceeds `max_sequence_length` "
+                             f"({self.config.max_sequence_length}) of this model.")
+        if position_ids is None:
+            position_ids = positions_from_attention_mask(attention_mask, batch, length, inputs_embeds.device)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
+        hidden = inputs_embeds
+        all_hidden = [] if output_hidden_states else None
+        for block in self.transformer.blocks:
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+            hidden = block(hidden, position_embeddings, mask, **kwargs)
+        hidden = self.transformer.ln_f(hidden)
+        if all_hidden is not None:
+            all_hidden.append(hidden)
+        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
+class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
+    """LLaDA with its output head: logits at position *i* predict token *i* (no shift).
+
+    ``generate()`` runs masked-diffusion decoding (see [`MaskedDiffusionGenerationConfig`]).
+    """
+
+    _tied_weights_keys = {"model.transformer.ff_out.weight": "model.transformer.wte.weight"}
+    predicts_next_token = False
+
+    def __init__(self, config: LLaDAConfig) -> None:
+        super().__init__(config)
+        self.model = LLaDAModel(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.transformer.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.model.transformer.ff_out
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.model.transformer.ff_out = value
+
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs) -> MaskedLMOutput | tuple:
+        """Denoiser forward: returns logits of shape (batch, length, embedding_size).
+
+        A 2-D ``attention_mask`` (1 = token, 0 = padding) removes padded keys from attention; when ``position_ids``
+        is omitted, positions restart at 0 on the first real token of every row.
+        """
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
+                         **kwargs)
+        logits = self.model.transformer.ff_out(out.last_hidden_state)
+        result = MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
+        return result if return_dict is not False else result.to_tuple()
+
+
+__all__ = ["LLaDAPreTrainedModel", "LLaDAModel", "LLaDAModelLM"]
