@@ -62,4 +62,17 @@ def denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch
     return logits
 
 
-__all__ = ["denoise", "get_mask_token_id", "predicts_next_token", "shift_logits_to_tokens"]
+def guided_denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
+                   prompt_index: torch.BoolTensor, cfg_scale: float, mask_token_id: int) -> torch.Tensor:
+    """Denoiser logits with LLaDA's unsupervised classifier-free guidance (Nie et al., 2025, Appendix B.3):
+    ``un + (cfg_scale + 1)·(cond − un)``, where ``un`` are the logits with every ``prompt_index`` position masked.
+    ``cfg_scale = 0`` is a plain [`denoise`] call; otherwise one call on the doubled batch."""
+    if cfg_scale <= 0:
+        return denoise(model, input_ids, attention_mask)
+    unconditional = input_ids.masked_fill(prompt_index, mask_token_id)
+    both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
+    cond, uncond = denoise(model, torch.cat([input_ids, unconditional]), both_mask).chunk(2, dim=0)
+    return uncond + (cfg_scale + 1.0) * (cond - uncond)
+
+
+__all__ = ["denoise", "guided_denoise", "get_mask_token_id", "predicts_next_token", "shift_logits_to_tokens"]

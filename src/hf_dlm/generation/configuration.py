@@ -23,6 +23,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         do_sample / temperature: sampling of the proposed tokens by Gumbel-max in float64, as LLaDA's reference
             (``temperature`` τ; greedy when ``do_sample`` is false or τ = 0). Passing ``temperature > 0`` without
             ``do_sample`` turns sampling on.
+        suppress_tokens: token ids never proposed (e.g. special tokens); the mask id is *not* suppressed by default,
+            matching LLaDA's reference sampler.
         top_k / top_p: restrict the proposal distribution before sampling and before computing confidences.
         remasking: which proposed tokens are committed each step —
             ``low_confidence`` (highest probability of the proposed token, LLaDA), ``random`` (uniform scores,

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
-from ..denoiser import denoise, get_mask_token_id
+from ..denoiser import get_mask_token_id, guided_denoise
 from .configuration import MaskedDiffusionGenerationConfig
 from .sampling import (
     add_gumbel_noise,
@@ -81,18 +81,6 @@ class MaskedDiffusionGenerationMixin:
             config.mask_token_id = get_mask_token_id(self)
         config.validate()
         return config
-
-    def _guided_logits(self, x: torch.LongTensor, attention_mask: torch.Tensor | None, prompt_index: torch.BoolTensor,
-                       cfg_scale: float, mask_token_id: int) -> torch.Tensor:
-        """Denoiser logits, with LLaDA's unsupervised classifier-free guidance when ``cfg_scale > 0``:
-        ``un + (cfg_scale + 1)(cond − un)`` where ``un`` sees the prompt masked."""
-        if cfg_scale <= 0:
-            return denoise(self, x, attention_mask)
-        unconditional = x.masked_fill(prompt_index, mask_token_id)
-        both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-        logits = denoise(self, torch.cat([x, unconditional]), both_mask)
-        cond, uncond = logits.chunk(2, dim=0)
-        return uncond + (cfg_scale + 1.0) * (cond - uncond)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -172,8 +160,10 @@ class MaskedDiffusionGenerationMixin:
                         step += 1  # nothing to commit: skip the forward pass (the canvas would not change)
                         progress.update(1)
                         continue
-                logits = self._guided_logits(x, attention_mask, prompt_index, config.cfg_scale, mask_id)
+                logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id)
                 nfe += 1
+                if config.suppress_tokens:
+                    logits[..., list(config.suppress_tokens)] = float("-inf")
                 logits = filter_logits(logits, config.top_k, config.top_p)
                 proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
                 if config.remasking == "origin":
