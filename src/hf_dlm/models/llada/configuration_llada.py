@@ -76,7 +76,7 @@ class LLaDAConfig(PretrainedConfig):
         attention_dropout: float = 0.0,
         pad_token_id: int | None = 126081,
         eos_token_id: int | None = 126081,
-        bos_token_id: int | None = 126080,
+        bos_token_id: int | None = None,
         **kwargs: Any,
     ) -> None:
         # the standard name may arrive through kwargs; LLaDA's own field wins when both are given

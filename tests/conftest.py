@@ -1,0 +1,42 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+import hf_dlm  # noqa: E402,F401  (registers the architectures)
+from hf_dlm import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM  # noqa: E402
+
+hf_logging.disable_progress_bar()
+torch.set_num_threads(2)
+
+
+def tiny_llada_config(**overrides) -> LLaDAConfig:
+    kwargs = dict(vocab_size=90, embedding_size=96, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                  mlp_hidden_size=96, max_sequence_length=64, rope_theta=10000.0, mask_token_id=95,
+                  pad_token_id=94, eos_token_id=93, bos_token_id=92)
+    kwargs.update(overrides)
+    return LLaDAConfig(**kwargs)
+
+
+def tiny_dream_config(**overrides) -> DreamConfig:
+    kwargs = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, rope_theta=10000.0, mask_token_id=95,
+                  pad_token_id=94, eos_token_id=93, bos_token_id=92)
+    kwargs.update(overrides)
+    return DreamConfig(**kwargs)
+
+
+@pytest.fixture
+def tiny_llada() -> LLaDAModelLM:
+    torch.manual_seed(0)
+    return LLaDAModelLM(tiny_llada_config()).eval()
+
+
+@pytest.fixture
+def tiny_dream() -> DreamModel:
+    torch.manual_seed(0)
+    return DreamModel(tiny_dream_config()).eval()

@@ -1,0 +1,142 @@
+"""A tiny checkpoint in the exact Dream-v0-7B layout loads through the Auto classes without remote code; its
+raw logits equal an independent plain-torch Qwen2-style bidirectional forward, and the denoiser contract shifts
+them so that position i predicts token i."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, pipeline
+
+from hf_dlm import DreamConfig, DreamForMaskedLM, DreamModel, denoise
+from hf_dlm.denoiser import predicts_next_token
+
+D, LAYERS, HEADS, KV_HEADS, MLP, VOCAB, THETA, EPS = 64, 2, 4, 2, 96, 128, 1000000.0, 1e-6
+MASK = 126
+
+REAL_LAYOUT_CONFIG = {  # the field set of Dream-org/Dream-v0-Instruct-7B's config.json, with tiny sizes
+    "architectures": ["DreamModel"], "attention_dropout": 0.0,
+    "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+    "bos_token_id": 120, "eos_token_id": 121, "hidden_act": "silu", "hidden_size": D, "initializer_range": 0.02,
+    "intermediate_size": MLP, "mask_token_id": MASK, "max_position_embeddings": 64, "max_window_layers": LAYERS,
+    "model_type": "Dream", "num_attention_heads": HEADS, "num_hidden_layers": LAYERS,
+    "num_key_value_heads": KV_HEADS, "pad_token_id": 122, "rms_norm_eps": EPS, "rope_scaling": None,
+    "rope_theta": THETA, "sliding_window": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "transformers_version": "4.46.2", "use_cache": False, "use_mrope": False, "use_sliding_window": False,
+    "vocab_size": VOCAB,
+}
+
+
+def _state_dict(generator):
+    def rnd(*shape, scale=0.2):
+        return torch.randn(*shape, generator=generator) * scale
+
+    hd = D // HEADS
+    sd = {"model.embed_tokens.weight": rnd(VOCAB, D, scale=1.0), "model.norm.weight": 1 + rnd(D),
+          "lm_head.weight": rnd(VOCAB, D)}
+    for i in range(LAYERS):
+        p = f"model.layers.{i}."
+        sd.update({p + "self_attn.q_proj.weight": rnd(D, D), p + "self_attn.q_proj.bias": rnd(D),
+                   p + "self_attn.k_proj.weight": rnd(KV_HEADS * hd, D), p + "self_attn.k_proj.bias": rnd(KV_HEADS * hd),
+                   p + "self_attn.v_proj.weight": rnd(KV_HEADS * hd, D), p + "self_attn.v_proj.bias": rnd(KV_HEADS * hd),
+                   p + "self_attn.o_proj.weight": rnd(D, D), p + "mlp.gate_proj.weight": rnd(MLP, D),
+                   p + "mlp.up_proj.weight": rnd(MLP, D), p + "mlp.down_proj.weight": rnd(D, MLP),
+                   p + "input_layernorm.weight": 1 + rnd(D), p + "post_attention_layernorm.weight": 1 + rnd(D)})
+    return sd
+
+
+def plain_dream_forward(sd, ids):
+    """Qwen2 block stack without a causal mask, in float64; returns the raw (next-token) logits."""
+    batch, length = ids.shape
+    hd = D // HEADS
+    sd = {k: v.double() for k, v in sd.items()}
+
+    def rms(x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * w
+
+    inv = 1.0 / THETA ** (torch.arange(0, hd, 2).double() / hd)
+    angles = torch.arange(length).double()[:, None] * inv
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+
+    def rope(t):
+        return t * cos + torch.cat([-t[..., hd // 2:], t[..., : hd // 2]], -1) * sin
+
+    x = sd["model.embed_tokens.weight"][ids]
+    for i in range(LAYERS):
+        p = f"model.layers.{i}."
+        h = rms(x, sd[p + "input_layernorm.weight"])
+
+        def proj(name, heads):
+            out = h @ sd[p + f"self_attn.{name}.weight"].T + sd[p + f"self_attn.{name}.bias"]
+            return out.view(batch, length, heads, hd).transpose(1, 2)
+
+        q, k, v = rope(proj("q_proj", HEADS)), rope(proj("k_proj", KV_HEADS)), proj("v_proj", KV_HEADS)
+        k, v = k.repeat_interleave(HEADS // KV_HEADS, 1), v.repeat_interleave(HEADS // KV_HEADS, 1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), -1) @ v
+        x = x + att.transpose(1, 2).reshape(batch, length, D) @ sd[p + "self_attn.o_proj.weight"].T
+        h = rms(x, sd[p + "post_attention_layernorm.weight"])
+        x = x + (F.silu(h @ sd[p + "mlp.gate_proj.weight"].T) * (h @ sd[p + "mlp.up_proj.weight"].T)) @ \
+            sd[p + "mlp.down_proj.weight"].T
+    return rms(x, sd["model.norm.weight"]) @ sd["lm_head.weight"].T
+
+
+@pytest.fixture(scope="module")
+def dream_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dream7b_layout")
+    (path / "config.json").write_text(json.dumps(REAL_LAYOUT_CONFIG, indent=2))
+    sd = _state_dict(torch.Generator().manual_seed(0))
+    save_file(sd, str(path / "model.safetensors"), metadata={"format": "pt"})
+    return path, sd
+
+
+@pytest.mark.parametrize("auto_class, expected", [(AutoModel, DreamModel), (AutoModelForCausalLM, DreamModel),
+                                                  (AutoModelForMaskedLM, DreamForMaskedLM)])
+def test_real_layout_loads_and_matches_plain_forward_with_shift(dream_checkpoint, auto_class, expected):
+    path, sd = dream_checkpoint
+    model = auto_class.from_pretrained(path, dtype=torch.float64).eval()
+    assert type(model) is expected
+    ids = torch.randint(0, 120, (2, 11), generator=torch.Generator().manual_seed(1))
+    raw = plain_dream_forward(sd, ids)
+    aligned = torch.cat([raw[:, :1], raw[:, :-1]], dim=1)  # Dream: hidden state i-1 predicts token i
+    with torch.no_grad():
+        logits, contract = model(ids).logits, denoise(model, ids)
+    torch.testing.assert_close(logits, raw if expected is DreamModel else aligned, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(contract, aligned, rtol=1e-5, atol=1e-5)
+    assert predicts_next_token(model) is (expected is DreamModel)
+
+
+def test_config_fields(dream_checkpoint):
+    config = AutoConfig.from_pretrained(dream_checkpoint[0])
+    assert isinstance(config, DreamConfig) and config.model_type == "Dream"
+    assert (config.num_key_value_heads, config.mask_token_id, config.tie_word_embeddings) == (KV_HEADS, MASK, False)
+    assert DreamConfig().mask_token_id == 151666
+
+
+def test_round_trip_and_generation(tmp_path, tiny_dream):
+    tiny_dream.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 90, (2, 8))
+    assert torch.equal(reloaded(ids).logits, tiny_dream(ids).logits)
+    out = reloaded.generate(ids, max_new_tokens=6, steps=3, return_dict_in_generate=True, stop_at_eos=False)
+    assert out.sequences.shape == (2, 14) and out.nfe == 3
+    assert not (out.sequences == 95).any()  # every mask was filled
+
+
+def test_fill_mask_pipeline_uses_aligned_logits(dream_checkpoint):
+    from hf_dlm.evaluation.oracle import OracleLanguage
+
+    tokenizer = OracleLanguage(num_words=120).tokenizer()  # ids 0..124; mask id 121 in this tokenizer
+    path, _ = dream_checkpoint
+    model = AutoModelForMaskedLM.from_pretrained(path).eval()
+    model.config.mask_token_id = tokenizer.mask_token_id
+    fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)
+    text = "the <mask> of"
+    best = fill(text, top_k=3)
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        probs = denoise(model, ids)[0, 1].softmax(-1)
+    assert [b["token"] for b in best] == probs.topk(3).indices.tolist()
+    assert best[0]["score"] == pytest.approx(float(probs.max()), rel=1e-5)

@@ -1,0 +1,230 @@
+"""Masked-diffusion decoding: LLaDA's reference algorithm token for token, batching, blocks, threshold decoding,
+the sampling maths, settings round trips and input errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_dlm import MaskedDiffusionGenerationConfig
+from hf_dlm.generation.sampling import (add_gumbel_noise, confidence_scores, filter_logits, num_transfer_tokens,
+                                        select_above_threshold, select_top, trim_after_eos)
+
+MASK = 95
+
+
+@torch.no_grad()
+def reference_llada_generate(model, prompt, steps, gen_length, block_length, cfg_scale=0.0, mask_id=MASK):
+    """LLaDA's published sampler (generate.py: low-confidence remasking, temperature 0), written out plainly."""
+    batch, plen = prompt.shape
+    x = torch.full((batch, plen + gen_length), mask_id, dtype=torch.long)
+    x[:, :plen] = prompt
+    prompt_index = x != mask_id
+    num_blocks = gen_length // block_length
+    steps = steps // num_blocks
+    for nb in range(num_blocks):
+        lo, hi = plen + nb * block_length, plen + (nb + 1) * block_length
+        mask_num = (x[:, lo:hi] == mask_id).sum(dim=1)
+        schedule = torch.zeros(batch, steps, dtype=torch.long) + (mask_num // steps)[:, None]
+        for j in range(batch):
+            schedule[j, : int(mask_num[j] % steps)] += 1
+        for i in range(steps):
+            mask_index = x == mask_id
+            if cfg_scale > 0:
+                un_x = x.clone()
+                un_x[prompt_index] = mask_id
+                both = model(torch.cat([x, un_x])).logits
+                cond, un = both.chunk(2)
+                logits = un + (cfg_scale + 1) * (cond - un)
+            else:
+                logits = model(x).logits
+            x0 = logits.argmax(-1)
+            x0_p = torch.gather(F.softmax(logits, -1), -1, x0[..., None]).squeeze(-1)
+            x0_p[:, hi:] = float("-inf")
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(mask_index, x0_p, torch.tensor(float("-inf")))
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for j in range(batch):
+                transfer[j, torch.topk(confidence[j], k=int(schedule[j, i])).indices] = True
+            x[transfer] = x0[transfer]
+    return x
+
+
+class CallCounter:
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *args):
+        self.calls += 1
+
+
+@pytest.mark.parametrize("steps, gen_length, block_length, cfg", [
+    (8, 8, 8, 0.0), (12, 12, 4, 0.0), (6, 12, 4, 0.0), (8, 8, 4, 1.5), (16, 8, 8, 0.0)])
+def test_matches_llada_reference_token_for_token(tiny_llada, steps, gen_length, block_length, cfg):
+    prompt = torch.randint(0, 90, (3, 5), generator=torch.Generator().manual_seed(steps + gen_length))
+    expected = reference_llada_generate(tiny_llada, prompt.clone(), steps, gen_length, block_length, cfg)
+    got = tiny_llada.generate(prompt, max_new_tokens=gen_length, steps=steps, block_length=block_length,
+                              cfg_scale=cfg, stop_at_eos=False)
+    assert torch.equal(got, expected)
+
+
+def test_left_padded_batch_equals_one_by_one(tiny_llada):
+    model = tiny_llada.double()
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 90, (n,), generator=gen) for n in (3, 7, 5)]
+    width = max(len(p) for p in prompts)
+    batch = torch.full((3, width), 94)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        batch[i, width - len(p):], mask[i, width - len(p):] = p, 1
+    settings = dict(max_new_tokens=8, steps=8, block_length=4, stop_at_eos=False)
+    together = model.generate(batch, attention_mask=mask, **settings)
+    for i, p in enumerate(prompts):
+        alone = model.generate(p[None], **settings)
+        assert torch.equal(together[i, width:], alone[0, len(p):])
+
+
+def test_one_step_per_block_calls_the_model_once_per_block(tiny_llada):
+    counter = CallCounter(tiny_llada)
+    out = tiny_llada.generate(torch.randint(0, 90, (2, 4)), max_new_tokens=12, steps=3, block_length=4,
+                              return_dict_in_generate=True, stop_at_eos=False)
+    assert counter.calls == 3 and out.nfe == 3
+    assert not (out.sequences == MASK).any()
+
+
+def test_threshold_decoding_lowers_nfe_and_reports_it(tiny_llada):
+    prompt = torch.randint(0, 90, (1, 4))
+    base = tiny_llada.generate(prompt, max_new_tokens=8, steps=8, return_dict_in_generate=True, stop_at_eos=False)
+    counter = CallCounter(tiny_llada)
+    fast = tiny_llada.generate(prompt, max_new_tokens=8, steps=8, threshold=0.0, return_dict_in_generate=True,
+                               stop_at_eos=False)
+    assert base.nfe == 8
+    assert fast.nfe == counter.calls == 1  # threshold 0: every masked token is confident enough at once
+    medium = tiny_llada.generate(prompt, max_new_tokens=8, steps=8, threshold=0.03, return_dict_in_generate=True,
+                                 stop_at_eos=False)
+    assert 1 <= medium.nfe <= 8 and not (medium.sequences == MASK).any()
+
+
+def test_history_streamer_and_remasking_variants(tiny_llada):
+    class Recorder:
+        def __init__(self):
+            self.puts, self.drafts, self.ended = [], [], False
+
+        def put(self, value):
+            self.puts.append(value.clone())
+
+        def put_draft(self, value):
+            self.drafts.append(value.clone())
+
+        def end(self):
+            self.ended = True
+
+    streamer = Recorder()
+    out = tiny_llada.generate(torch.randint(0, 90, (1, 3)), max_new_tokens=8, steps=4, block_length=4,
+                              streamer=streamer, output_history=True, return_dict_in_generate=True, stop_at_eos=False)
+    assert len(out.history) == 4 and streamer.ended and len(streamer.drafts) == 4
+    assert torch.equal(out.history[-1], out.sequences)
+    assert (out.history[0] == MASK).sum() == 8 - 2  # 2 tokens committed per step
+    assert torch.equal(torch.cat([p.view(-1) for p in streamer.puts]), out.sequences[0])
+    for remasking in ("random", "margin", "entropy", "origin"):
+        seq = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=8, steps=4, remasking=remasking,
+                                  do_sample=True, temperature=1.0, top_k=20, top_p=0.9, stop_at_eos=False)
+        assert seq.shape == (2, 11) and not (seq == MASK).any()
+    seq = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=8, steps=4, alg_temp=0.5,
+                              stop_at_eos=False)
+    assert not (seq == MASK).any()
+
+
+def test_sampling_is_reproducible_with_a_generator(tiny_llada):
+    prompt = torch.randint(0, 90, (2, 3))
+    runs = [tiny_llada.generate(prompt, max_new_tokens=8, steps=4, temperature=1.0, stop_at_eos=False,
+                                generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(*runs)
+
+
+def test_eos_stops_and_trims(tiny_llada):
+    eos = 93
+    bias = torch.zeros(96)
+    bias[eos] = 100.0  # the model now always proposes EOS
+    tiny_llada.model.transformer.ff_out.bias = torch.nn.Parameter(bias)
+    counter = CallCounter(tiny_llada)
+    out = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=12, steps=12, block_length=4,
+                              return_dict_in_generate=True, eos_token_id=eos, pad_token_id=94)
+    assert counter.calls == 4  # EOS everywhere in block 1 of 3: later blocks are not generated
+    assert out.sequences.shape == (2, 4)  # prompt + first EOS; trailing padding columns are cut
+    assert (out.sequences[:, 3] == eos).all()
+
+
+def test_trim_after_eos_by_hand():
+    seq = torch.tensor([[1, 2, 5, 9, 7, 9], [1, 2, 4, 4, 4, 4]])
+    out = trim_after_eos(seq, prompt_length=2, eos_token_ids=[9], pad_token_id=0)
+    assert out.tolist() == [[1, 2, 5, 9, 0, 0], [1, 2, 4, 4, 4, 4]]
+    out = trim_after_eos(torch.tensor([[1, 9, 3, 3], [1, 4, 9, 3]]), 1, [9], 0)
+    assert out.tolist() == [[1, 9, 0], [1, 4, 9]]
+
+
+def test_num_transfer_tokens_by_hand():
+    mask = torch.tensor([[True] * 10, [True] * 3 + [False] * 7])
+    assert num_transfer_tokens(mask, 4).tolist() == [[3, 3, 2, 2], [1, 1, 1, 0]]
+
+
+def test_gumbel_noise_samples_the_tempered_distribution():
+    logits = torch.tensor([[1.0, 0.0, -1.0]]).expand(40000, 3)
+    gen = torch.Generator().manual_seed(0)
+    for tau in (1.0, 0.5):
+        picks = add_gumbel_noise(logits, tau, gen).argmax(-1)
+        freq = torch.bincount(picks, minlength=3).double() / len(picks)
+        expected = torch.softmax(torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64) / tau, -1)
+        assert torch.allclose(freq, expected, atol=0.01)
+    assert add_gumbel_noise(logits, 1.0, gen).dtype == torch.float64
+    assert torch.equal(add_gumbel_noise(logits, 0.0), logits)
+
+
+def test_scores_and_filters_by_hand():
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.2]]]))
+    proposal = torch.tensor([[1]])
+    assert confidence_scores(logits, proposal, "low_confidence").item() == pytest.approx(0.3)
+    assert confidence_scores(logits, proposal, "margin").item() == pytest.approx(0.2)
+    entropy = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.3)) + 0.2 * torch.log(torch.tensor(0.2)))
+    assert confidence_scores(logits, proposal, "entropy").item() == pytest.approx(-entropy.item(), rel=1e-6)
+    assert torch.isinf(filter_logits(logits, top_k=2)[0, 0, 2])
+    kept = torch.isfinite(filter_logits(logits, top_p=0.6))[0, 0].tolist()
+    assert kept == [True, True, False]  # 0.5 < 0.6, so the nucleus needs the second token too
+    conf = torch.tensor([[0.9, float("-inf"), 0.2, 0.95], [0.1, 0.2, float("-inf"), 0.05]])
+    assert select_top(conf, torch.tensor([2, 1])).tolist() == [[True, False, False, True], [False, True, False, False]]
+    assert select_above_threshold(conf, 0.5).tolist() == [[True, False, False, True], [False, True, False, False]]
+
+
+def test_generation_settings_round_trip(tmp_path):
+    config = MaskedDiffusionGenerationConfig(max_new_tokens=64, steps=32, block_length=16, remasking="margin",
+                                             threshold=0.9, cfg_scale=0.5, temperature=0.7, top_k=5)
+    assert config.do_sample  # temperature > 0 turns sampling on
+    config.save_pretrained(tmp_path)
+    loaded = MaskedDiffusionGenerationConfig.from_pretrained(tmp_path)
+    assert loaded == config and loaded.remasking == "margin" and loaded.threshold == 0.9
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_new_tokens=10, block_length=4), "divisible by `block_length`"),
+    (dict(max_new_tokens=12, block_length=4, steps=4), "divisible by the number of blocks"),
+    (dict(steps=0), "steps"),
+    (dict(remasking="best"), "remasking"),
+    (dict(remasking="random", threshold=0.9), "threshold"),
+    (dict(pad_token_id=95), "pad_token_id"),
+    (dict(unknown_knob=1), "unknown_knob"),
+])
+def test_bad_generation_input_raises(tiny_llada, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_llada.generate(torch.randint(0, 90, (1, 3)), **kwargs)
+
+
+def test_missing_mask_token_raises():
+    from hf_dlm import get_mask_token_id
+
+    with pytest.raises(ValueError, match="mask_token_id"):
+        get_mask_token_id(torch.nn.Linear(2, 2))
+
+
+def test_streamer_needs_batch_of_one(tiny_llada):
+    with pytest.raises(ValueError, match="batch size 1"):
+        tiny_llada.generate(torch.randint(0, 90, (2, 3)), streamer=object(), max_new_tokens=4)
