@@ -86,7 +86,8 @@ def test_tokenizer_round_trip():
     words = oracle.sample(3, 10, seed=5)
     texts = oracle.decode(words)
     assert torch.equal(torch.tensor(tok(texts)["input_ids"]), words)
-    assert tok.decode(words[0]) == texts[0]
+    assert tok.decode(words[0]) == " " + texts[0]
+    assert tok.decode(words[0, 4:]).startswith(" ")  # continuations keep their separating space
     assert (tok.pad_token_id, tok.mask_token_id, tok.eos_token_id, tok.bos_token_id) == (256, 257, 258, 259)
     assert len(tok) == 261 and tok.pad_token_id != tok.mask_token_id
 

@@ -23,6 +23,7 @@ _ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v",
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "i", "o", "ai", "ou", "ee")
 _CODAS = ("", "", "", "n", "r", "s", "l", "m", "t", "nd", "st")
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<eos>", "<bos>", "<unk>")
+_SPACE = "\u2581"  # sentencepiece's word-boundary marker
 
 
 def _made_up_words(count: int, generator: torch.Generator, taken: set[str]) -> list[str]:
@@ -183,18 +184,24 @@ class OracleLanguage:
 
     def tokenizer(self, model_max_length: int = 512):
         """A word-level ``PreTrainedTokenizerFast`` built in-process: word *i* has token id *i*, then the special
-        tokens ``<pad> <mask> <eos> <bos> <unk>`` (ids ``num_words`` … ``num_words + 4``)."""
-        from tokenizers import Tokenizer, models, pre_tokenizers
+        tokens ``<pad> <mask> <eos> <bos> <unk>`` (ids ``num_words`` … ``num_words + 4``). Decoded text starts with
+        a space (each word token carries the space before it)."""
+        from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
         from transformers import PreTrainedTokenizerFast
 
-        vocab = {word: i for i, word in enumerate(self.words)}
+        vocab = {_SPACE + word: i for i, word in enumerate(self.words)}
         vocab.update(self.special_token_ids)
         backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-        backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        return PreTrainedTokenizerFast(
-            tokenizer_object=backend, pad_token="<pad>", mask_token="<mask>", eos_token="<eos>", bos_token="<bos>",
-            unk_token="<unk>", model_max_length=model_max_length, clean_up_tokenization_spaces=False,
-        )
+        # every word carries its leading space (as GPT-2's byte-level tokens do), so decoding only the new tokens
+        # of a continuation — what pipeline("text-generation") does — keeps the space between prompt and answer
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_SPACE, prepend_scheme="always", split=True)
+        backend.decoder = decoders.Replace(_SPACE, " ")
+        # special tokens swallow the space before them ("the <mask> of" is three tokens)
+        special = {name: AddedToken(token, lstrip=True, special=True, normalized=False)
+                   for name, token in zip(("pad_token", "mask_token", "eos_token", "bos_token", "unk_token"),
+                                          SPECIAL_TOKENS)}
+        return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=model_max_length,
+                                       clean_up_tokenization_spaces=False, **special)
 
 
 __all__ = ["EntropyRate", "FUNCTION_WORDS", "OracleLanguage", "SPECIAL_TOKENS"]
