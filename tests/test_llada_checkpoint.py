@@ -186,7 +186,7 @@ def test_bad_config_raises(bad, match):
 
 
 def test_prompt_longer_than_positions_raises(tiny_llada):
-    with pytest.raises(ValueError, match="max_sequence_length"):
+    with pytest.raises(ValueError, match="exceeds the 64 positions"):
         tiny_llada(torch.zeros(1, 65, dtype=torch.long))
     with pytest.raises(ValueError, match="exceeds the model's 64 positions"):
         tiny_llada.generate(torch.zeros(1, 60, dtype=torch.long), max_new_tokens=8)

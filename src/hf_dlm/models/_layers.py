@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
@@ -42,6 +44,39 @@ def positions_from_attention_mask(attention_mask: torch.Tensor | None, batch: in
         return torch.arange(length, device=device).unsqueeze(0).expand(batch, length)
     positions = attention_mask.long().cumsum(-1) - 1
     return positions.clamp(min=0)
+
+
+def run_bidirectional_stack(model: nn.Module, embed: nn.Embedding, layers: nn.ModuleList, final_norm: nn.Module,
+                            input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None,
+                            attention_mask: torch.Tensor | None, position_ids: torch.LongTensor | None,
+                            output_hidden_states: bool | None, return_dict: bool | None,
+                            **kwargs) -> BaseModelOutput | tuple:
+    """The trunk forward both architectures share: embed, derive positions from padding, build the bidirectional
+    padding mask, run the blocks, apply the final norm. ``model`` supplies ``config`` and ``rotary_emb``."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+    if inputs_embeds is None:
+        inputs_embeds = embed(input_ids)
+    batch, length, _ = inputs_embeds.shape
+    max_positions = model.config.max_position_embeddings
+    if length > max_positions:
+        raise ValueError(f"Input length {length} exceeds the {max_positions} positions of this model "
+                         "(`max_position_embeddings` / `max_sequence_length`).")
+    if position_ids is None:
+        position_ids = positions_from_attention_mask(attention_mask, batch, length, inputs_embeds.device)
+    mask = create_bidirectional_mask(config=model.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+    position_embeddings = model.rotary_emb(inputs_embeds, position_ids)
+    hidden = inputs_embeds
+    all_hidden = [] if output_hidden_states else None
+    for layer in layers:
+        if all_hidden is not None:
+            all_hidden.append(hidden)
+        hidden = layer(hidden, position_embeddings, mask, **kwargs)
+    hidden = final_norm(hidden)
+    if all_hidden is not None:
+        all_hidden.append(hidden)
+    out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
+    return out if return_dict is not False else out.to_tuple()
 
 
 def init_weights(model: PreTrainedModel, module: nn.Module) -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from ...denoiser import shift_logits_to_tokens
 from ...generation.mixin import MaskedDiffusionGenerationMixin
-from .._layers import AttentionHeads, RotaryEmbedding, init_weights, positions_from_attention_mask
+from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .configuration_dream import DreamConfig
 
 
@@ -107,29 +106,8 @@ class DreamBaseModel(DreamPreTrainedModel):
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs) -> BaseModelOutput | tuple:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        batch, length, _ = inputs_embeds.shape
-        if length > self.config.max_position_embeddings:
-            raise ValueError(f"Input length {length} exceeds `max_position_embeddings` "
-                             f"({self.config.max_position_embeddings}) of this model.")
-        if position_ids is None:
-            position_ids = positions_from_attention_mask(attention_mask, batch, length, inputs_embeds.device)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
-        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
-        hidden = inputs_embeds
-        all_hidden = [] if output_hidden_states else None
-        for layer in self.layers:
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-            hidden = layer(hidden, position_embeddings, mask, **kwargs)
-        hidden = self.norm(hidden)
-        if all_hidden is not None:
-            all_hidden.append(hidden)
-        out = BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if all_hidden else None)
-        return out if return_dict is not False else out.to_tuple()
+        return run_bidirectional_stack(self, self.embed_tokens, self.layers, self.norm, input_ids, inputs_embeds, attention_mask,
+                                       position_ids, output_hidden_states, return_dict, **kwargs)
 
 
 class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
