@@ -15,7 +15,7 @@ torch.set_num_threads(2)
 
 
 def tiny_llada_config(**overrides) -> LLaDAConfig:
-    kwargs = dict(vocab_size=90, embedding_size=96, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+    kwargs = dict(vocab_size=96, embedding_size=100, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                   mlp_hidden_size=96, max_sequence_length=64, rope_theta=10000.0, mask_token_id=95,
                   pad_token_id=94, eos_token_id=93, bos_token_id=92)
     kwargs.update(overrides)

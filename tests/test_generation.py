@@ -64,8 +64,19 @@ def test_matches_llada_reference_token_for_token(tiny_llada, steps, gen_length, 
     prompt = torch.randint(0, 90, (3, 5), generator=torch.Generator().manual_seed(steps + gen_length))
     expected = reference_llada_generate(tiny_llada, prompt.clone(), steps, gen_length, block_length, cfg)
     got = tiny_llada.generate(prompt, max_new_tokens=gen_length, steps=steps, block_length=block_length,
-                              cfg_scale=cfg, stop_at_eos=False)
+                              cfg_scale=cfg, stop_at_eos=False, suppress_mask_token=False)
     assert torch.equal(got, expected)
+
+
+def test_mask_token_and_padded_rows_are_never_proposed(tiny_llada):
+    bias = torch.zeros(100)
+    bias[95], bias[97] = 100.0, 90.0  # the mask id and a padded row (vocab_size 96 < embedding_size 100) dominate
+    tiny_llada.model.transformer.ff_out.bias = torch.nn.Parameter(bias)
+    out = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=8, steps=4, stop_at_eos=False)
+    assert ((out[:, 3:] != 95) & (out[:, 3:] < 96)).all()
+    raw = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=8, steps=4, stop_at_eos=False,
+                              suppress_mask_token=False)
+    assert (raw[:, 3:] == 95).all()  # the reference behaviour: the "decoded" mask leaves the position masked
 
 
 def test_left_padded_batch_equals_one_by_one(tiny_llada):
@@ -144,7 +155,7 @@ def test_sampling_is_reproducible_with_a_generator(tiny_llada):
 
 def test_eos_stops_and_trims(tiny_llada):
     eos = 93
-    bias = torch.zeros(96)
+    bias = torch.zeros(100)
     bias[eos] = 100.0  # the model now always proposes EOS
     tiny_llada.model.transformer.ff_out.bias = torch.nn.Parameter(bias)
     counter = CallCounter(tiny_llada)

@@ -162,6 +162,6 @@ def test_two_process_torchrun(tmp_path):
     result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                              "--master_port", str(port), str(script),
                              str(tmp_path)], env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
     report = (tmp_path / "report.txt").read_text().split()
     assert report[0] == "2" and int(report[1]) == 6  # world size, optimizer steps

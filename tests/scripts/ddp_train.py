@@ -38,6 +38,11 @@ def main(out_dir: str) -> None:
     if trainer.args.process_index == 0:
         with open(f"{out_dir}/report.txt", "w") as f:
             f.write(f"{trainer.args.world_size} {trainer.state.global_step}\n")
+    # shut the process group down in step on both ranks: a rank that exits while its peer still tears down gloo
+    # can make the peer abort at interpreter exit
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         do_sample / temperature: sampling of the proposed tokens by Gumbel-max in float64, as LLaDA's reference
             (``temperature`` τ; greedy when ``do_sample`` is false or τ = 0). Passing ``temperature > 0`` without
             ``do_sample`` turns sampling on.
-        suppress_tokens: token ids never proposed (e.g. special tokens); the mask id is *not* suppressed by default,
-            matching LLaDA's reference sampler.
+        suppress_tokens: token ids never proposed (e.g. special tokens).
+        suppress_mask_token: never propose the mask token, nor the padded embedding rows beyond the model's
+            ``vocab_size`` (default). LLaDA's reference sampler does not do this; a committed mask token would leave
+            a hole the schedule no longer covers. Set False to reproduce the reference bit for bit.
         top_k / top_p: restrict the proposal distribution before sampling and before computing confidences.
         remasking: which proposed tokens are committed each step —
             ``low_confidence`` (highest probability of the proposed token, LLaDA), ``random`` (uniform scores,
@@ -54,6 +56,7 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         self.threshold: float | None = kwargs.pop("threshold", None)
         self.cfg_scale: float = kwargs.pop("cfg_scale", 0.0)
         self.stop_at_eos: bool = kwargs.pop("stop_at_eos", True)
+        self.suppress_mask_token: bool = kwargs.pop("suppress_mask_token", True)
         self.mask_token_id: int | None = kwargs.pop("mask_token_id", None)
         self.eps: float = kwargs.pop("eps", 1e-3)
         self.output_history: bool = kwargs.pop("output_history", False)

@@ -135,6 +135,7 @@ class MaskedDiffusionGenerationMixin:
         steps_per_block = config.resolved_steps // num_blocks
         temperature = config.sampling_temperature
         eos_ids = _as_list(config.eos_token_id)
+        real_vocab = getattr(self.config, "vocab_size", None) or mask_id + 1
         history: list[torch.LongTensor] = []
         nfe = 0
         if streamer is not None:
@@ -164,6 +165,9 @@ class MaskedDiffusionGenerationMixin:
                 nfe += 1
                 if config.suppress_tokens:
                     logits[..., list(config.suppress_tokens)] = float("-inf")
+                if config.suppress_mask_token:
+                    logits[..., mask_id] = float("-inf")
+                    logits[..., real_vocab:] = float("-inf")
                 logits = filter_logits(logits, config.top_k, config.top_p)
                 proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
                 if config.remasking == "origin":
