@@ -140,3 +140,27 @@ def test_fill_mask_pipeline_uses_aligned_logits(dream_checkpoint):
         probs = denoise(model, ids)[0, 1].softmax(-1)
     assert [b["token"] for b in best] == probs.topk(3).indices.tolist()
     assert best[0]["score"] == pytest.approx(float(probs.max()), rel=1e-5)
+
+
+def test_dream_diffusion_generate_entry_point(tiny_dream):
+    prompt = torch.randint(0, 90, (1, 4))
+    out = tiny_dream.diffusion_generate(prompt, max_new_tokens=6, steps=6, alg="entropy", alg_temp=0.0,
+                                        return_dict_in_generate=True, output_history=True, stop_at_eos=False)
+    expected = tiny_dream.generate(prompt, max_new_tokens=6, steps=6, remasking="entropy", stop_at_eos=False)
+    assert torch.equal(out.sequences, expected) and len(out.history) == 6
+    with pytest.raises(ValueError, match="alg"):
+        tiny_dream.diffusion_generate(prompt, alg="best")
+
+
+def test_text_diffusion_streamer_shows_drafts(tiny_llada, capsys):
+    from transformers import TextDiffusionStreamer
+
+    from hf_dlm.evaluation.oracle import OracleLanguage
+
+    tokenizer = OracleLanguage(num_words=92).tokenizer()  # ids 0..96 cover the tiny model's vocabulary
+    streamer = TextDiffusionStreamer(tokenizer)
+    out = tiny_llada.generate(torch.randint(0, 90, (1, 3)), max_new_tokens=4, steps=4, streamer=streamer,
+                              stop_at_eos=False)
+    printed = capsys.readouterr().out
+    assert "\x1b[33m" in printed  # drafts are printed in yellow, then overwritten
+    assert tokenizer.decode(out[0, 3:]).strip().split()[-1] in printed

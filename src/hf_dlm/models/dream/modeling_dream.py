@@ -22,6 +22,10 @@ from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirec
 from .configuration_dream import DreamConfig
 
 
+_DREAM_ALGORITHMS = {"origin": "origin", "maskgit_plus": "low_confidence", "topk_margin": "margin",
+                     "entropy": "entropy"}
+
+
 class DreamAttention(nn.Module, AttentionHeads):
     def __init__(self, config: DreamConfig, layer_idx: int) -> None:
         super().__init__()
@@ -148,6 +152,18 @@ class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
+
+    def diffusion_generate(self, inputs: torch.LongTensor | None = None, **kwargs):
+        """The entry point of Dream's remote code, kept so existing scripts run: ``alg`` (``origin``,
+        ``maskgit_plus``, ``topk_margin``, ``entropy``) maps to ``remasking`` and everything else goes to
+        ``generate``. The confidence-based algorithms commit tokens on LLaDA's even per-step schedule rather
+        than Dream's ``1 − s/t`` one, so sampled tokens need not match Dream's own sampler."""
+        alg = kwargs.pop("alg", None)
+        if alg is not None:
+            if alg not in _DREAM_ALGORITHMS:
+                raise ValueError(f"`alg` must be one of {sorted(_DREAM_ALGORITHMS)}, got {alg!r}.")
+            kwargs["remasking"] = _DREAM_ALGORITHMS[alg]
+        return self.generate(inputs, **kwargs)
 
 
 class DreamForMaskedLM(DreamModel):
