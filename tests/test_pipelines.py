@@ -69,11 +69,13 @@ def test_fill_mask_pipeline_on_llada(saved_model):
     assert [b["token"] for b in best] == probs.topk(2).indices.tolist()
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path):
     from hf_dlm._demo import run_demo
 
-    figures = run_demo(output_dir=str(tmp_path / "demo"), max_steps=3, max_seconds=60, batch_size=16)
-    printed = capsys.readouterr().out
+    lines = []
+    figures = run_demo(output_dir=str(tmp_path / "demo"), max_steps=3, max_seconds=60, batch_size=16,
+                       report=lines.append)
+    printed = "\n".join(lines)
     assert "data (held-out continuations)" in printed and "pipeline('text-generation')" in printed
     assert (tmp_path / "demo" / "generation_config.json").exists() and (tmp_path / "demo" / "tokenizer.json").exists()
     assert figures["train_steps"] == 3 and figures["model_nll_steps24"] > 0

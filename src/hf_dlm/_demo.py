@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -77,17 +78,18 @@ def build_model(tokenizer, hidden: int = 128, layers: int = 4) -> LLaDAModelLM:
 
 
 def run_demo(output_dir: str = "outputs/demo", max_steps: int = 900, max_seconds: float = 170.0,
-             batch_size: int = 128, seed: int = 0) -> dict[str, float]:
-    """Train, save, reload, generate, score. Returns the measured figures; prints a report."""
+             batch_size: int = 128, seed: int = 0, report: Callable[[str], None] = logger.info) -> dict[str, float]:
+    """Train, save, reload, generate, score. Returns the measured figures and sends a human-readable report, line
+    by line, to ``report`` (the ``hf-dlm demo`` command passes ``print``)."""
     torch.manual_seed(seed)
     oracle = OracleLanguage(seed=seed)
     tokenizer = oracle.tokenizer()
     train_ids = oracle.sample(40_000, SEQ_LEN, seed=seed + 1)
     held_out = oracle.sample(256, SEQ_LEN, seed=seed + 2)
     model = build_model(tokenizer)
-    print(f"oracle language: {oracle.num_states} states, {oracle.num_words} words; "
+    report(f"oracle language: {oracle.num_states} states, {oracle.num_words} words; "
           f"entropy rate {oracle.entropy_rate().value:.3f} nats/word")
-    print(f"model: LLaDA architecture, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    report(f"model: LLaDA architecture, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
     with tempfile.TemporaryDirectory() as scratch:
         args = MaskedDiffusionTrainingArguments(
@@ -111,30 +113,30 @@ def run_demo(output_dir: str = "outputs/demo", max_steps: int = 900, max_seconds
 
     prompts = held_out[:, :PROMPT_LEN]
     data_nll = _continuation_nll(oracle, held_out)
-    print(f"\ntrained {trainer.state.global_step} steps in {train_seconds:.0f} s; "
+    report(f"\ntrained {trainer.state.global_step} steps in {train_seconds:.0f} s; "
           f"MDM loss {losses[0]:.2f} -> {losses[-1]:.2f} (ELBO bound, nats/word)")
-    print(f"saved to {out} and reloaded as {type(reloaded).__name__} via AutoModelForCausalLM\n")
-    print("pipeline('text-generation') samples (prompt | generated), exact oracle NLL per generated word:")
+    report(f"saved to {out} and reloaded as {type(reloaded).__name__} via AutoModelForCausalLM\n")
+    report("pipeline('text-generation') samples (prompt | generated), exact oracle NLL per generated word:")
     for row in range(3):
         prompt_text = oracle.decode(prompts[row])[0]
         text = generator(prompt_text, return_full_text=False)[0]["generated_text"].strip()
         ids = torch.tensor(reloaded_tokenizer(prompt_text + " " + text)["input_ids"])
         nll = float(_continuation_nll(oracle, ids.unsqueeze(0))[0]) if len(ids) == SEQ_LEN else float("nan")
-        print(f"  {prompt_text} | {text}\n      model NLL {nll:.2f}   data NLL for this prompt {data_nll[row]:.2f}")
+        report(f"  {prompt_text} | {text}\n      model NLL {nll:.2f}   data NLL for this prompt {data_nll[row]:.2f}")
 
     figures = {"train_steps": trainer.state.global_step, "train_seconds": train_seconds,
                "data_nll_per_word": float(data_nll.mean())}
-    print(f"\n{len(prompts)} held-out prompts; exact oracle NLL per generated word (lower is better) beside the mean "
+    report(f"\n{len(prompts)} held-out prompts; exact oracle NLL per generated word (lower is better) beside the mean "
           "per-sample unigram entropy (diversity: repetitive text has low NLL and low entropy):")
-    print(f"  {'':36s} {'NLL':>6s} {'entropy':>8s}")
-    print(f"  {'data (held-out continuations)':36s} {figures['data_nll_per_word']:6.3f} "
+    report(f"  {'':36s} {'NLL':>6s} {'entropy':>8s}")
+    report(f"  {'data (held-out continuations)':36s} {figures['data_nll_per_word']:6.3f} "
           f"{_unigram_entropy(held_out[:, PROMPT_LEN:]):8.3f}")
     torch.manual_seed(seed)
     for steps in (3, 6, 12, 24):
         sequences = reloaded.generate(prompts, steps=steps)
         nll = float(_continuation_nll(oracle, sequences).mean())
         figures[f"model_nll_steps{steps}"] = nll
-        print(f"  {f'model, {steps} steps, blocks of 8':36s} {nll:6.3f} {_unigram_entropy(sequences[:, PROMPT_LEN:]):8.3f}")
+        report(f"  {f'model, {steps} steps, blocks of 8':36s} {nll:6.3f} {_unigram_entropy(sequences[:, PROMPT_LEN:]):8.3f}")
     return figures
 
 

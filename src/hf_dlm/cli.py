@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from ._demo import run_demo
 
-        run_demo(output_dir=args.output_dir, max_steps=args.max_steps, max_seconds=args.max_seconds, seed=args.seed)
+        run_demo(output_dir=args.output_dir, max_steps=args.max_steps, max_seconds=args.max_seconds, seed=args.seed,
+                 report=print)
     return 0
 
 
