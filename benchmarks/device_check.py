@@ -13,7 +13,7 @@ import torch
 import hf_dlm  # noqa: F401
 from hf_dlm import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM
 from hf_dlm.evaluation import elbo_log_likelihood
-from hf_dlm.training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
+from hf_dlm.training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
 
 
 def main() -> None:
@@ -57,17 +57,10 @@ def main() -> None:
         report[f"{name}_bf16_generate_seconds_32_steps"] = time.perf_counter() - start
         model.float()
 
-    class Rows(torch.utils.data.Dataset):
-        def __len__(self):
-            return 64
-
-        def __getitem__(self, i):
-            return {"input_ids": torch.randint(0, 500, (32,), generator=torch.Generator().manual_seed(i))}
-
     targs = MaskedDiffusionTrainingArguments(output_dir="/tmp/hf_dlm_device_check", max_steps=5, report_to=[],
                                              per_device_train_batch_size=16, save_strategy="no", bf16=device.type == "cuda",
                                              use_cpu=device.type == "cpu", disable_tqdm=True)
-    trainer = MaskedDiffusionTrainer(model=llada, args=targs, train_dataset=Rows())
+    trainer = MaskedDiffusionTrainer(model=llada, args=targs, train_dataset=TokenIdsDataset(torch.randint(0, 500, (64, 32))))
     trainer.train()
     report["train_device"] = str(next(llada.parameters()).device)
     report["train_final_loss"] = trainer.state.log_history[-1].get("train_loss")

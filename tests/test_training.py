@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_dlm.training import (MaskedDiffusionSFTCollator, MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments,
-                             forward_process, pretraining_loss, sft_loss)
+                             TokenIdsDataset, forward_process, pretraining_loss, sft_loss)
 
 
 def test_pretraining_loss_by_hand():
@@ -82,17 +82,6 @@ def test_dream_trains_through_the_shifted_contract(tiny_dream, tmp_path):
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, ids):
-        self.ids = ids
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i]}
-
-
 def _fixed_draw_loss(model, ids):
     """The pre-training loss on one fixed mask draw (deterministic, so before/after is comparable)."""
     noisy, masked, p_mask = forward_process(ids, model.config.mask_token_id, generator=torch.Generator().manual_seed(0))
@@ -128,7 +117,7 @@ def test_thirty_steps_reduce_loss_on_the_oracle_corpus(oracle_setup, tmp_path):
     args = MaskedDiffusionTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=64, max_steps=30,
                                             learning_rate=3e-3, report_to=[], use_cpu=True, save_strategy="no",
                                             disable_tqdm=True, logging_steps=10)
-    MaskedDiffusionTrainer(model=model.train(), args=args, train_dataset=_Rows(oracle.sample(2000, 32, seed=1))).train()
+    MaskedDiffusionTrainer(model=model.train(), args=args, train_dataset=TokenIdsDataset(oracle.sample(2000, 32, seed=1))).train()
     after = _fixed_draw_loss(model.eval(), held_out)
     assert after < before - 0.5, (before, after)
 
@@ -143,7 +132,7 @@ def test_lora_training_updates_only_adapters(oracle_setup, tmp_path):
     args = MaskedDiffusionTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=32, max_steps=5,
                                             learning_rate=1e-2, report_to=[], use_cpu=True, save_strategy="no",
                                             disable_tqdm=True)
-    MaskedDiffusionTrainer(model=model, args=args, train_dataset=_Rows(oracle.sample(200, 16, seed=1))).train()
+    MaskedDiffusionTrainer(model=model, args=args, train_dataset=TokenIdsDataset(oracle.sample(200, 16, seed=1))).train()
     for name, param in model.named_parameters():
         if name in frozen:
             assert torch.equal(param, frozen[name]), name

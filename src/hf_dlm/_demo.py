@@ -18,7 +18,7 @@ from transformers.utils import logging
 from .evaluation.oracle import OracleLanguage
 from .generation import MaskedDiffusionGenerationConfig
 from .models import LLaDAConfig, LLaDAModelLM
-from .training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
+from .training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
 
 logger = logging.get_logger(__name__)
 
@@ -38,17 +38,6 @@ class TimeBudget(TrainerCallback):
         if time.monotonic() - self.start > self.seconds:
             logger.warning("time budget of %.0f s reached at step %d: stopping", self.seconds, state.global_step)
             control.should_training_stop = True
-
-
-class _Sequences(torch.utils.data.Dataset):
-    def __init__(self, ids: torch.LongTensor) -> None:
-        self.ids = ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.ids[i]}
 
 
 def save_atomically(model, tokenizer, output_dir: Path) -> None:
@@ -98,7 +87,7 @@ def run_demo(output_dir: str = "outputs/demo", max_steps: int = 900, max_seconds
             save_strategy="no", report_to=[], use_cpu=True, seed=seed, dataloader_num_workers=0,
             disable_tqdm=False,
         )
-        trainer = MaskedDiffusionTrainer(model=model, args=args, train_dataset=_Sequences(train_ids),
+        trainer = MaskedDiffusionTrainer(model=model, args=args, train_dataset=TokenIdsDataset(train_ids),
                                          callbacks=[TimeBudget(max_seconds)])
         start = time.monotonic()
         trainer.train()

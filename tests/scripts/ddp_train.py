@@ -8,18 +8,7 @@ import torch
 import hf_dlm  # noqa: F401
 from hf_dlm import LLaDAConfig, LLaDAModelLM
 from hf_dlm.evaluation.oracle import OracleLanguage
-from hf_dlm.training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
-
-
-class Rows(torch.utils.data.Dataset):
-    def __init__(self, ids):
-        self.ids = ids
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i]}
+from hf_dlm.training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
 
 
 def main(out_dir: str) -> None:
@@ -33,7 +22,7 @@ def main(out_dir: str) -> None:
                                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
                                             ddp_backend="gloo")
     trainer = MaskedDiffusionTrainer(model=LLaDAModelLM(config), args=args,
-                                     train_dataset=Rows(oracle.sample(200, 16, seed=1)))
+                                     train_dataset=TokenIdsDataset(oracle.sample(200, 16, seed=1)))
     trainer.train()
     if trainer.args.process_index == 0:
         with open(f"{out_dir}/report.txt", "w") as f:

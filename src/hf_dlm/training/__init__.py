@@ -1,12 +1,14 @@
 """Trainers: masked-diffusion pre-training and SFT."""
 
 from .mdm_loss import forward_process, pretraining_loss, sft_loss
-from .mdm_trainer import MaskedDiffusionSFTCollator, MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
+from .data import MaskedDiffusionSFTCollator, TokenIdsDataset
+from .mdm_trainer import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
 
 __all__ = [
     "MaskedDiffusionSFTCollator",
     "MaskedDiffusionTrainer",
     "MaskedDiffusionTrainingArguments",
+    "TokenIdsDataset",
     "forward_process",
     "pretraining_loss",
     "sft_loss",

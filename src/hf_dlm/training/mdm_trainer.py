@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import torch
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from ..denoiser import denoise, get_mask_token_id
 from .mdm_loss import forward_process, pretraining_loss, prompt_mask_from_lengths, sft_loss
@@ -40,7 +38,7 @@ class MaskedDiffusionTrainer(Trainer):
     (Nie et al., 2025, eq. 3 for pre-training, eq. 5 for SFT). Works with peft models and under DDP.
 
     Batches hold ``input_ids``, optionally ``attention_mask`` (padding is never masked nor scored) and, for SFT,
-    ``prompt_lengths`` (see [`MaskedDiffusionSFTCollator`]).
+    ``prompt_lengths`` (see [`MaskedDiffusionSFTCollator`] in ``training.data``).
     """
 
     args: MaskedDiffusionTrainingArguments
@@ -69,44 +67,4 @@ class MaskedDiffusionTrainer(Trainer):
         return (loss, {"logits": logits}) if return_outputs else loss
 
 
-@dataclass
-class MaskedDiffusionSFTCollator:
-    """Builds SFT batches the LLaDA way: ``prompt + answer + EOS``, every row padded to the longest with further
-    EOS tokens (which are part of the answer and trained on, so the model learns to end), plus ``prompt_lengths``.
-
-    Features are dicts with ``prompt_ids`` and ``answer_ids`` (lists of ints), or with ``input_ids`` and
-    ``prompt_length``.
-    """
-
-    tokenizer: PreTrainedTokenizerBase | None = None
-    eos_token_id: int | None = None
-    max_length: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.eos_token_id is None and self.tokenizer is not None:
-            self.eos_token_id = self.tokenizer.eos_token_id
-        if self.eos_token_id is None:
-            raise ValueError("MaskedDiffusionSFTCollator needs `eos_token_id` (or a tokenizer that has one).")
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        rows, prompt_lengths = [], []
-        for feature in features:
-            if "prompt_ids" in feature:
-                prompt = list(feature["prompt_ids"])
-                row = prompt + list(feature["answer_ids"]) + [self.eos_token_id]
-                prompt_lengths.append(len(prompt))
-            else:
-                row = list(feature["input_ids"])
-                prompt_lengths.append(int(feature["prompt_length"]))
-            rows.append(row)
-        length = max(len(r) for r in rows)
-        if self.max_length is not None:
-            length = min(length, self.max_length)
-        input_ids = torch.full((len(rows), length), self.eos_token_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            row = row[:length]
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return {"input_ids": input_ids, "prompt_lengths": torch.tensor(prompt_lengths, dtype=torch.long)}
-
-
-__all__ = ["MaskedDiffusionSFTCollator", "MaskedDiffusionTrainer", "MaskedDiffusionTrainingArguments"]
+__all__ = ["MaskedDiffusionTrainer", "MaskedDiffusionTrainingArguments"]
