@@ -1,9 +1,10 @@
-"""Supervised fine-tuning of a masked diffusion LM with LoRA, then batched generation and exact scoring.
+"""Supervised fine-tuning of a masked diffusion LM with LoRA on a new domain, then generation and exact scoring.
 
-Run after `make demo` (it fine-tunes the model the demo saved in outputs/demo):
-    .venv/bin/python examples/sft_lora_oracle.py --base outputs/demo --steps 100
-The "prompt" is the first 8 words of an oracle sentence, the "answer" the next 16; the SFT loss never masks
-the prompt. Prints the exact oracle NLL per answer word before and after fine-tuning.
+Run after `make demo` (it adapts the model the demo saved in outputs/demo, trained on the seed-0 oracle language,
+to the seed-1 oracle language — different grammar over the same token ids):
+    .venv/bin/python examples/sft_lora_oracle.py --base outputs/demo --steps 200
+The "prompt" is the first 8 words of a sentence, the "answer" the next 16; the SFT loss never masks the prompt.
+Prints the exact NLL per answer word under the new language before and after fine-tuning.
 """
 
 import argparse
@@ -29,21 +30,21 @@ def answer_nll(model, oracle, prompts):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="outputs/demo")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
-    oracle = OracleLanguage()
+    oracle = OracleLanguage(seed=1)
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForCausalLM.from_pretrained(args.base)
     data = oracle.sample(4000, PROMPT + ANSWER, seed=7)
-    train = [{"prompt_ids": row[:PROMPT].tolist(), "answer_ids": row[PROMPT:].tolist()} for row in data]
+    train = [{"input_ids": row.tolist(), "prompt_length": PROMPT} for row in data]  # fixed length: no EOS needed
     prompts = oracle.sample(128, PROMPT, seed=8)
     print(f"answer NLL before: {answer_nll(model.eval(), oracle, prompts):.3f}")
 
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj"]))
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "ff_proj", "up_proj"]))
     model.print_trainable_parameters()
     with tempfile.TemporaryDirectory() as out:
         training_args = MaskedDiffusionTrainingArguments(
-            output_dir=out, per_device_train_batch_size=64, max_steps=args.steps, learning_rate=1e-3,
+            output_dir=out, per_device_train_batch_size=64, max_steps=args.steps, learning_rate=3e-3,
             logging_steps=25, save_strategy="no", report_to=[], use_cpu=True)
         MaskedDiffusionTrainer(model=model, args=training_args, train_dataset=train,
                                data_collator=MaskedDiffusionSFTCollator(tokenizer)).train()
