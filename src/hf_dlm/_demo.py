@@ -3,8 +3,6 @@ through the Auto classes and the text-generation pipeline, and score its samples
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, TrainerCallback, 
                           pipeline)
 from transformers.utils import logging
 
+from ._io import save_atomically
 from .evaluation.oracle import OracleLanguage
 from .generation import MaskedDiffusionGenerationConfig
 from .models import LLaDAConfig, LLaDAModelLM
@@ -38,17 +37,6 @@ class TimeBudget(TrainerCallback):
         if time.monotonic() - self.start > self.seconds:
             logger.warning("time budget of %.0f s reached at step %d: stopping", self.seconds, state.global_step)
             control.should_training_stop = True
-
-
-def save_atomically(model, tokenizer, output_dir: Path) -> None:
-    """Write to a temporary sibling folder, then rename: a crash never leaves a half-written checkpoint."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}-"))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(staging, output_dir)
 
 
 def build_model(tokenizer, hidden: int = 128, layers: int = 4) -> LLaDAModelLM:
@@ -95,7 +83,7 @@ def run_demo(output_dir: str = "outputs/demo", max_steps: int = 900, max_seconds
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h] or [float("nan")]
 
     out = Path(output_dir)
-    save_atomically(model, tokenizer, out)
+    save_atomically(out, model, tokenizer)
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     reloaded_tokenizer = AutoTokenizer.from_pretrained(out)
     generator = pipeline("text-generation", model=reloaded, tokenizer=reloaded_tokenizer)

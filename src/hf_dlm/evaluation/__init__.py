@@ -1,6 +1,22 @@
-"""Evaluation: Monte-Carlo ELBO likelihood and the oracle language with exact likelihoods."""
+"""Evaluation: the oracle language and its exact text metrics, the digits image task, the Monte-Carlo ELBO, and the
+reference models every benchmark compares against."""
 
+from .digits import ImageMetrics, image_metrics, load_digits_task
 from .likelihood import ELBOEstimate, elbo_log_likelihood
 from .oracle import OracleLanguage
+from .text_metrics import TextMetrics, data_reference, distinct_n, oracle_nll, text_metrics, unigram_entropy
 
-__all__ = ["ELBOEstimate", "OracleLanguage", "elbo_log_likelihood"]
+__all__ = [
+    "ELBOEstimate",
+    "ImageMetrics",
+    "OracleLanguage",
+    "TextMetrics",
+    "data_reference",
+    "distinct_n",
+    "elbo_log_likelihood",
+    "image_metrics",
+    "load_digits_task",
+    "oracle_nll",
+    "text_metrics",
+    "unigram_entropy",
+]
