@@ -32,7 +32,7 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, list[
 
 @torch.no_grad()
 def sample_mdm(model, tokenizer, num: int, length: int, steps: int, remasking: str, temperature: float,
-               batch_size: int, seed: int):
+               top_p: float, batch_size: int, seed: int):
     """Unconditional masked-diffusion samples: (word ids, total NFE)."""
     out, nfe = [], 0
     generator = torch.Generator().manual_seed(seed)
@@ -40,7 +40,7 @@ def sample_mdm(model, tokenizer, num: int, length: int, steps: int, remasking: s
         n = min(batch_size, num - start)
         empty = torch.empty(n, 0, dtype=torch.long)
         result = model.generate(empty, max_new_tokens=length, steps=steps, block_length=length, remasking=remasking,
-                                temperature=temperature, suppress_tokens=list(tokenizer.all_special_ids),
+                                temperature=temperature, top_p=top_p, suppress_tokens=list(tokenizer.all_special_ids),
                                 stop_at_eos=False, return_dict_in_generate=True, generator=generator)
         out.append(result.sequences)
         nfe += result.nfe
@@ -48,7 +48,8 @@ def sample_mdm(model, tokenizer, num: int, length: int, steps: int, remasking: s
 
 
 @torch.no_grad()
-def sample_ar(model, tokenizer, num: int, length: int, temperature: float, batch_size: int, seed: int):
+def sample_ar(model, tokenizer, num: int, length: int, temperature: float, top_p: float, batch_size: int,
+              seed: int):
     """Ancestral samples of the GPT-2 baseline from BOS (special tokens suppressed): (word ids, NFE per batch)."""
     out = []
     torch.manual_seed(seed)
@@ -56,7 +57,7 @@ def sample_ar(model, tokenizer, num: int, length: int, temperature: float, batch
         n = min(batch_size, num - start)
         bos = torch.full((n, 1), tokenizer.bos_token_id)
         seq = model.generate(bos, attention_mask=torch.ones_like(bos), do_sample=True, temperature=temperature,
-                             top_k=0, top_p=1.0, max_new_tokens=length, min_new_tokens=length,
+                             top_k=0, top_p=top_p, max_new_tokens=length, min_new_tokens=length,
                              suppress_tokens=list(tokenizer.all_special_ids), pad_token_id=tokenizer.pad_token_id)
         out.append(seq[:, 1:])
     return torch.cat(out), length * ((num + batch_size - 1) // batch_size)

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import hf_dlm  # noqa: E402,F401
 from _common import markdown_table, machine, median_seconds, sample_ar, sample_mdm, write_json, RESULTS  # noqa: E402
-from hf_dlm.evaluation.reference import get_settings, load_reference  # noqa: E402
+from hf_dlm.evaluation.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
 from hf_dlm.evaluation.text_metrics import data_reference, text_metrics  # noqa: E402
 
@@ -29,11 +29,12 @@ STEPS = (1, 2, 4, 8, 16, 32, 64)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="bench", help="reference build: tiny | bench")
-    parser.add_argument("--num-samples", type=int, default=512)
+    parser.add_argument("--num-samples", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--remasking", default="random")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=REFERENCE_TOP_P, help="nucleus, for both models")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -47,14 +48,15 @@ def main() -> None:
     rows.append({"model": "data", "steps": None, "nfe": None, **_metrics(data), "seconds": None, "ratio_to_ar": None})
 
     ar_seconds, ar_times, (ar_words, ar_nfe) = median_seconds(
-        lambda: sample_ar(ar, tokenizer, args.num_samples, length, args.temperature, args.batch_size, args.seed),
+        lambda: sample_ar(ar, tokenizer, args.num_samples, length, args.temperature, args.top_p, args.batch_size,
+                          args.seed),
         args.repeats)
     rows.append({"model": "autoregressive", "steps": length, "nfe": ar_nfe,
                  **_metrics(text_metrics(oracle, ar_words)), "seconds": ar_seconds, "ratio_to_ar": 1.0})
     for steps in [s for s in STEPS if s <= length]:
         seconds, _, (words, nfe) = median_seconds(
             lambda: sample_mdm(teacher, tokenizer, args.num_samples, length, steps, args.remasking,
-                               args.temperature, args.batch_size, args.seed), args.repeats)
+                               args.temperature, args.top_p, args.batch_size, args.seed), args.repeats)
         rows.append({"model": "masked diffusion", "steps": steps, "nfe": nfe,
                      **_metrics(text_metrics(oracle, words)), "seconds": seconds,
                      "ratio_to_ar": seconds / ar_seconds})
@@ -63,7 +65,8 @@ def main() -> None:
     suffix = "" if args.size == "bench" else f"_{args.size}"
     payload = {"benchmark": "quality_vs_steps", "size": args.size, "settings": teacher_info["settings"],
                "teacher": teacher_info, "ar": ar_info, "sampler": {"remasking": args.remasking,
-                                                                    "temperature": args.temperature},
+                                                                    "temperature": args.temperature,
+                                                                    "top_p": args.top_p},
                "num_samples": args.num_samples, "repeats": args.repeats, "machine": machine(), "rows": rows}
     write_json(f"quality_vs_steps{suffix}", payload)
     _plot(rows, RESULTS / f"quality_vs_steps{suffix}.png", args)
@@ -89,7 +92,7 @@ def _plot(rows: list[dict], path, args) -> None:
     ar = next(r for r in rows if r["model"] == "autoregressive")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [r["steps"] for r in mdm]
-    left.plot(steps, [r["gen_ppl"] for r in mdm], "o-", label=f"masked diffusion ({args.remasking}, T={args.temperature})")
+    left.plot(steps, [r["gen_ppl"] for r in mdm], "o-", label=f"masked diffusion ({args.remasking}, T={args.temperature}, top-p {args.top_p})")
     left.axhline(ar["gen_ppl"], color="tab:orange", ls="--", label=f"autoregressive ({ar['nfe'] // max(1, (args.num_samples + args.batch_size - 1) // args.batch_size)} NFE)")
     left.axhline(data["gen_ppl"], color="k", ls=":", label="data")
     left.set(xscale="log", yscale="log", xlabel="denoising steps", ylabel="oracle generative perplexity",

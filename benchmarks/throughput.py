@@ -71,14 +71,14 @@ def _measure(kind: str, batch: int, length: int, tokens_per_step: int, repeats: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_measure(**json.loads(args.child), repeats=args.repeats)))
         return
-    batches = (1, 16, 64) if args.quick else (1, 8, 32, 128)
-    lengths = (32, 64) if args.quick else (32, 64, 128)
+    batches = (1, 16) if args.quick else (1, 8, 64)
+    lengths = (32,) if args.quick else (32, 64)
     configs = [dict(kind=k, batch=b, length=n, tokens_per_step=t) for n in lengths for b in batches
                for k, t in (("mdm", 1), ("mdm", 4), ("ar", 1))]
     rows = []

@@ -87,3 +87,14 @@ def test_bad_arguments(tiny_llada, kwargs, match):
         elbo_log_likelihood(tiny_llada, torch.tensor([1]), torch.tensor([], dtype=torch.long))
     assert math.isfinite(elbo_log_likelihood(tiny_llada, torch.tensor([1]), torch.tensor([2]), mc_samples=2,
                                              batch_size=2).log_likelihood.item())
+
+
+def test_heldout_nll_is_the_per_token_negative_elbo(tiny_llada):
+    from hf_dlm.evaluation import heldout_nll
+
+    seqs = torch.randint(0, 90, (3, 6))
+    est = heldout_nll(tiny_llada, seqs, mc_samples=16, batch_size=16, generator=torch.Generator().manual_seed(0))
+    per_pair = elbo_log_likelihood(tiny_llada, seqs[:, :0], seqs, mc_samples=16, batch_size=16,
+                                   generator=torch.Generator().manual_seed(0))
+    assert est.nll == pytest.approx((-per_pair.log_likelihood / 6).mean().item())
+    assert est.nll > 0 and est.stderr > 0

@@ -2,7 +2,7 @@
 reference models every benchmark compares against."""
 
 from .digits import ImageMetrics, image_metrics, load_digits_task
-from .likelihood import ELBOEstimate, elbo_log_likelihood
+from .likelihood import ELBOEstimate, elbo_log_likelihood, heldout_nll
 from .oracle import OracleLanguage
 from .text_metrics import TextMetrics, data_reference, distinct_n, oracle_nll, text_metrics, unigram_entropy
 
@@ -14,6 +14,7 @@ __all__ = [
     "data_reference",
     "distinct_n",
     "elbo_log_likelihood",
+    "heldout_nll",
     "image_metrics",
     "load_digits_task",
     "oracle_nll",

@@ -104,4 +104,25 @@ def elbo_log_likelihood(model: nn.Module, prompt_ids: torch.LongTensor, target_i
     return ELBOEstimate(ll[0], se[0]) if single else ELBOEstimate(ll, se)
 
 
-__all__ = ["ELBOEstimate", "elbo_log_likelihood", "stratified_mask_counts"]
+@dataclass(frozen=True)
+class NLLEstimate:
+    """Negative log-likelihood per token (nats) and its standard error over sequences."""
+
+    nll: float
+    stderr: float
+
+
+def heldout_nll(model: nn.Module, sequences: torch.LongTensor, mc_samples: int = 32, batch_size: int = 32,
+                generator: torch.Generator | None = None) -> NLLEstimate:
+    """Model-side held-out negative log-likelihood per token through the ELBO: the mean over ``sequences`` of
+    −ELBO(sequence) / length, an upper bound on the model's true NLL per token, with its standard error."""
+    sequences = torch.as_tensor(sequences)
+    empty = sequences[:, :0]
+    est = elbo_log_likelihood(model, empty, sequences, mc_samples=mc_samples, batch_size=batch_size,
+                              generator=generator)
+    per_token = -est.log_likelihood / sequences.shape[1]
+    stderr = (per_token.var(unbiased=True) / len(per_token)).sqrt() if len(per_token) > 1 else est.stderr[0]
+    return NLLEstimate(float(per_token.mean()), float(stderr))
+
+
+__all__ = ["ELBOEstimate", "NLLEstimate", "elbo_log_likelihood", "heldout_nll", "stratified_mask_counts"]
