@@ -7,6 +7,7 @@ from ._registration import register as _register
 from .denoiser import denoise, get_mask_token_id
 from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
 from .models import DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM
+from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
 
@@ -20,6 +21,7 @@ __all__ = [
     "LLaDAModel",
     "LLaDAModelLM",
     "MaskedDiffusionGenerationConfig",
+    "MaskGITScheduler",
     "MaskedDiffusionGenerationOutput",
     "denoise",
     "get_mask_token_id",
