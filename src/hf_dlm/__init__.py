@@ -6,7 +6,8 @@
 from ._registration import register as _register
 from .denoiser import denoise, get_mask_token_id
 from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
-from .models import DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM
+from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
+                     MaskedImageTransformer)
 from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
@@ -22,6 +23,7 @@ __all__ = [
     "LLaDAModelLM",
     "MaskedDiffusionGenerationConfig",
     "MaskGITScheduler",
+    "MaskedImageTransformer",
     "MaskedDiffusionGenerationOutput",
     "denoise",
     "get_mask_token_id",

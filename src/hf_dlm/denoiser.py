@@ -41,9 +41,12 @@ def predicts_next_token(model: nn.Module) -> bool:
 
 
 def get_mask_token_id(model: nn.Module) -> int:
-    """The mask id the model denoises, read from its config; raises ``ValueError`` when it has none."""
-    config = getattr(_unwrap(model), "config", None)
-    mask_token_id = getattr(config, "mask_token_id", None)
+    """The mask id the model denoises: a ``mask_token_id`` attribute of the model (image transformers) or of its
+    config (language models); raises ``ValueError`` when it has none."""
+    inner = _unwrap(model)
+    mask_token_id = getattr(inner, "mask_token_id", None)
+    if mask_token_id is None:
+        mask_token_id = getattr(getattr(inner, "config", None), "mask_token_id", None)
     if mask_token_id is None:
         raise ValueError(f"{type(model).__name__} has no `config.mask_token_id`: a masked diffusion model needs one.")
     return int(mask_token_id)

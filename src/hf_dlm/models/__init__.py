@@ -3,6 +3,7 @@
 
 from .dream import DreamBaseModel, DreamConfig, DreamForMaskedLM, DreamModel
 from .llada import LLaDAConfig, LLaDAModel, LLaDAModelLM
+from .masked_image import MaskedImageTransformer
 
 __all__ = ["DreamBaseModel", "DreamConfig", "DreamForMaskedLM", "DreamModel", "LLaDAConfig", "LLaDAModel",
-           "LLaDAModelLM"]
+           "LLaDAModelLM", "MaskedImageTransformer"]

@@ -1,0 +1,3 @@
+from .modeling_masked_image import MaskedImageTransformer
+
+__all__ = ["MaskedImageTransformer"]
