@@ -8,6 +8,7 @@ from .denoiser import denoise, get_mask_token_id
 from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
 from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
                      MaskedImageTransformer)
+from .pipelines import MaskedImagePipeline
 from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
@@ -23,6 +24,7 @@ __all__ = [
     "LLaDAModelLM",
     "MaskedDiffusionGenerationConfig",
     "MaskGITScheduler",
+    "MaskedImagePipeline",
     "MaskedImageTransformer",
     "MaskedDiffusionGenerationOutput",
     "denoise",
