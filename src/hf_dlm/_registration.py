@@ -26,4 +26,7 @@ def register() -> None:
     AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
     AutoModelForCausalLM.register(DreamConfig, DreamModel, exist_ok=True)
     AutoModelForMaskedLM.register(DreamConfig, DreamForMaskedLM, exist_ok=True)
+    from .pipelines.text_to_image import register_text_to_image
+
+    register_text_to_image()
     _done = True

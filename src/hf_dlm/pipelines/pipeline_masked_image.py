@@ -34,6 +34,14 @@ class MaskedImagePipeline(DiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vqvae.config.block_out_channels) - 1) if vqvae is not None else 1
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
 
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' ``save_pretrained``, plus a marker ``config.json`` so that
+        ``transformers.pipeline("text-to-image", model=<folder>)`` resolves the folder (see ``text_to_image.py``)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        from .text_to_image import MaskedImagePipelineConfig
+
+        MaskedImagePipelineConfig().save_pretrained(save_directory)
+
     # ------------------------------------------------------------------ inputs
     @property
     def num_classes(self) -> int:
