@@ -196,3 +196,56 @@ __all__ = [
     "class_consistency", "classifier_features", "digits_classifier", "frechet_distance", "image_metrics",
     "load_digits_task", "precision_recall",
 ]
+
+
+def _inverse_silu(y: torch.Tensor) -> torch.Tensor:
+    """x >= 0 with x·sigmoid(x) = y (Newton's method in float64; SiLU is increasing there)."""
+    x = y.double().clone() + 0.5
+    for _ in range(50):
+        s = torch.sigmoid(x)
+        x = x - (x * s - y) / (s + x * s * (1 - s))
+    return x
+
+
+def digits_vqvae():
+    """A diffusers ``VQModel`` whose decoder maps the 17 grey-level tokens of the digits task to pixels exactly.
+
+    The digits are already discrete (17 levels), so the image tokens *are* the grey levels and no encoder needs
+    training; the decoder is fixed by construction: ``norm_type="spatial"`` makes the final norm output
+    ``conv_y(z)·GroupNorm(f) + conv_b(z)``; with ``conv_y = 0`` and ``conv_b`` copying the codebook value, and
+    codebook values ``c_k = SiLU⁻¹(k / 16)``, the ``conv_out`` after the SiLU returns ``k / 16`` in every RGB channel.
+    No downsampling: one token per pixel (``vae_scale_factor`` 1).
+    """
+    from diffusers import VQModel
+
+    model = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+                    up_block_types=("UpDecoderBlock2D",), block_out_channels=(32,), layers_per_block=1,
+                    latent_channels=1, num_vq_embeddings=NUM_LEVELS, vq_embed_dim=1, norm_num_groups=32,
+                    norm_type="spatial", lookup_from_codebook=True, mid_block_add_attention=False,
+                    sample_size=IMAGE_SIZE)
+    levels = torch.arange(NUM_LEVELS, dtype=torch.float64) / (NUM_LEVELS - 1)
+    with torch.no_grad():
+        model.quantize.embedding.weight.copy_(_inverse_silu(levels).float().unsqueeze(1))
+        norm = model.decoder.conv_norm_out
+        norm.conv_y.weight.zero_()
+        norm.conv_y.bias.zero_()
+        norm.conv_b.weight.fill_(1.0)
+        norm.conv_b.bias.zero_()
+        out = model.decoder.conv_out
+        out.weight.zero_()
+        out.bias.zero_()
+        out.weight[:, 0, 1, 1] = 1.0  # centre tap of channel 0 -> every RGB channel
+    return model.eval()
+
+
+def pixels_to_levels(images) -> torch.LongTensor:
+    """Decoded images (PIL list, numpy (N, 8, 8, C) in [0, 1], or torch (N, C, 8, 8)) back to grey-level tokens."""
+    import numpy as np
+
+    if isinstance(images, list):
+        array = np.stack([np.asarray(im, dtype=np.float64)[..., 0] / 255.0 for im in images])
+    elif isinstance(images, np.ndarray):
+        array = images[..., 0] if images.ndim == 4 else images
+    else:
+        array = images[:, 0].cpu().numpy()
+    return torch.as_tensor(np.rint(np.asarray(array, dtype=np.float64) * (NUM_LEVELS - 1)), dtype=torch.long)

@@ -1,0 +1,97 @@
+"""MaskGIT training objective (Chang et al., 2022, Sec. 3.1) as a ``transformers.Trainer`` subclass.
+
+For each image: r ~ U(0, 1), mask ratio γ(r) from the scheduler's schedule, every token masked independently with
+probability γ(r) (at least one per image), cross-entropy with label smoothing on the masked tokens only. The
+condition (class label or caption) is replaced by the null condition with probability ``condition_dropout``, which
+is what classifier-free guidance needs at sampling time (aMUSEd / Muse do the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from ..schedulers.scheduling_maskgit import MASK_SCHEDULES, mask_ratio_schedule
+
+
+@dataclass
+class MaskedImageTrainingArguments(TrainingArguments):
+    masking_schedule: str = field(default="cosine", metadata={
+        "help": f"γ used to draw the mask ratio during training, one of {MASK_SCHEDULES}."})
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the masked-token loss."})
+    condition_dropout: float = field(default=0.1, metadata={
+        "help": "Probability of training a sample with the null condition (empty caption / null class), for CFG."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: batches are not model kwargs."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.masking_schedule not in MASK_SCHEDULES:
+            raise ValueError(f"`masking_schedule` must be one of {MASK_SCHEDULES}, got {self.masking_schedule!r}.")
+        if not 0 <= self.condition_dropout < 1 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"`condition_dropout` and `label_smoothing` must lie in [0, 1), got "
+                             f"{self.condition_dropout}, {self.label_smoothing}.")
+
+
+class TextToImageModules(nn.Module):
+    """The modules trained together: ``transformer`` and, for text conditioning, ``text_encoder``."""
+
+    def __init__(self, transformer: nn.Module, text_encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.text_encoder = text_encoder
+
+
+def mask_image_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: str,
+                      generator: torch.Generator | None = None) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """MaskGIT corruption of flat token rows (batch, length): ratio γ(r), r ~ U(0, 1), per row; >= 1 masked."""
+    batch, length = tokens.shape
+    ratio = mask_ratio_schedule(torch.rand(batch, 1, generator=generator, device=tokens.device), schedule)
+    scores = torch.rand(batch, length, generator=generator, device=tokens.device)
+    masked = scores < ratio
+    masked |= scores == scores.min(dim=1, keepdim=True).values  # at least one token per image
+    return tokens.masked_fill(masked, mask_token_id), masked
+
+
+class MaskedImageTrainer(Trainer):
+    """Trains a ``MaskedImageTransformer`` (and optionally its text encoder) with the MaskGIT objective.
+
+    ``model`` is a [`TextToImageModules`]. Batches hold ``image_tokens`` (batch, height·width) and either
+    ``class_labels`` (batch,) or ``text_input_ids`` (batch, text_length); for text, ``null_text_input_ids``
+    (the tokenized empty caption, shape (1, text_length)) is the dropped condition.
+    """
+
+    def __init__(self, *args, null_text_input_ids: torch.LongTensor | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.null_text_input_ids = null_text_input_ids
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        modules = model.module if hasattr(model, "module") else model
+        transformer = modules.transformer
+        args: MaskedImageTrainingArguments = self.args
+        tokens = inputs["image_tokens"].reshape(len(inputs["image_tokens"]), -1)
+        side = transformer.config.sample_size
+        noisy, masked = mask_image_tokens(tokens, transformer.mask_token_id, args.masking_schedule)
+        drop = torch.rand(len(tokens), device=tokens.device) < args.condition_dropout
+        conditioning = {}
+        if "class_labels" in inputs:
+            labels = inputs["class_labels"].long()
+            conditioning["class_labels"] = labels.masked_fill(drop, transformer.config.num_classes)
+        else:
+            if self.null_text_input_ids is None:
+                raise ValueError("text-conditional training needs `null_text_input_ids` (the empty caption).")
+            ids = torch.where(drop[:, None], self.null_text_input_ids.to(tokens.device), inputs["text_input_ids"])
+            out = modules.text_encoder(ids, output_hidden_states=True, return_dict=True)
+            conditioning.update(pooled_text_emb=out.text_embeds, encoder_hidden_states=out.hidden_states[-2])
+        if transformer.config.use_mask_ratio:
+            conditioning["mask_ratio"] = masked.float().mean(1)
+        logits = transformer(noisy.view(-1, side, side), **conditioning).sample
+        logits = logits.flatten(2).transpose(1, 2)  # (batch, length, codebook)
+        loss = F.cross_entropy(logits[masked], tokens[masked], label_smoothing=args.label_smoothing)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+
+__all__ = ["MaskedImageTrainer", "MaskedImageTrainingArguments", "TextToImageModules", "mask_image_tokens"]
