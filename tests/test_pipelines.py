@@ -80,3 +80,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "generation_config.json").exists() and (tmp_path / "demo" / "tokenizer.json").exists()
     assert figures["train_steps"] == 3 and figures["model_nll_steps24"] > 0
     assert AutoTokenizer.from_pretrained(tmp_path / "demo").mask_token == "<mask>"
+
+
+def test_image_demo_runs_end_to_end(tmp_path):
+    from hf_dlm._demo import run_image_demo
+
+    lines = []
+    figures = run_image_demo(output_dir=str(tmp_path / "demo-digits"), max_steps=2, report=lines.append)
+    assert figures["image_steps"] == 2 and 0 <= figures["class_consistency_steps16"] <= 1
+    assert (tmp_path / "digits_grid.png").exists() and (tmp_path / "demo-digits" / "model_index.json").exists()
+    assert any("text-to-image" in line for line in lines)
