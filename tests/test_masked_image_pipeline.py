@@ -119,3 +119,17 @@ def test_height_must_match_the_vq_downscale():
         MaskedImagePipeline(**parts)(prompt="the", height=5, width=4)
     with pytest.raises(ValueError, match="text-conditional"):
         MaskedImagePipeline(**amused_components())(class_labels=[1], height=4, width=4)
+
+
+def test_step_end_callback_and_output_types():
+    pipe = class_pipeline()
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((i, int(t), int((tensors["latents"] == 8).sum())))
+        return tensors
+
+    out = pipe(class_labels=[1], num_inference_steps=3, callback_on_step_end=callback, output_type="pt").images
+    assert [s[:2] for s in seen] == [(0, 2), (1, 1), (2, 0)] and seen[-1][2] == 0
+    assert seen[0][2] > seen[1][2]  # masks only go down
+    assert out.shape == (1, 3, 4, 4)

@@ -99,6 +99,10 @@ class MaskedImagePipeline(DiffusionPipeline):
         if class_labels is not None and not isinstance(class_labels, (list, tuple, torch.Tensor)):
             class_labels = [class_labels]
         self.check_inputs(prompt, class_labels, height, width, num_inference_steps)
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(f"`callback_on_step_end_tensor_inputs` may only name {self._callback_tensor_inputs}, "
+                             f"got {sorted(unknown)}.")
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
@@ -151,8 +155,9 @@ class MaskedImagePipeline(DiffusionPipeline):
                 latents = self.scheduler.step(model_output=model_output, timestep=timestep, sample=latents,
                                               generator=generator).prev_sample
                 if callback_on_step_end is not None:
-                    names = callback_on_step_end_tensor_inputs or ["latents"]
-                    outputs = callback_on_step_end(self, i, timestep, {n: locals()[n] for n in names})
+                    available = {"latents": latents}
+                    names = callback_on_step_end_tensor_inputs or list(available)
+                    outputs = callback_on_step_end(self, i, timestep, {n: available[n] for n in names})
                     latents = outputs.pop("latents", latents)
                 progress_bar.update()
 
