@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 
-import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import hf_dlm  # noqa: E402,F401

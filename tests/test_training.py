@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hf_dlm.training import (MaskedDiffusionSFTCollator, MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments,
                              TokenIdsDataset, forward_process, pretraining_loss, sft_loss)

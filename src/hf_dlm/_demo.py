@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, TrainerCallback, TrainerControl, TrainerState,
-                          pipeline)
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 from transformers.utils import logging
 
 from ._io import save_atomically
@@ -18,25 +17,11 @@ from .evaluation.oracle import OracleLanguage
 from .generation import MaskedDiffusionGenerationConfig
 from .models import LLaDAConfig, LLaDAModelLM
 from .training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
+from .training.callbacks import TimeBudget
 
 logger = logging.get_logger(__name__)
 
 SEQ_LEN, PROMPT_LEN = 32, 8
-
-
-class TimeBudget(TrainerCallback):
-    """Stops training once ``seconds`` of wall time have passed (the schedule is sized to finish before that)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.start = seconds, None
-
-    def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kwargs) -> None:
-        self.start = time.monotonic()
-
-    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs) -> None:
-        if time.monotonic() - self.start > self.seconds:
-            logger.warning("time budget of %.0f s reached at step %d: stopping", self.seconds, state.global_step)
-            control.should_training_stop = True
 
 
 def build_model(tokenizer, hidden: int = 128, layers: int = 4) -> LLaDAModelLM:

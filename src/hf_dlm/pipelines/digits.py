@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast, TrainerCallback
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from ..evaluation.digits import (CAPTION_TEMPLATES, DIGIT_WORDS, IMAGE_SIZE, NUM_LEVELS, caption, digits_vqvae,
                                  image_metrics, load_digits_task, pixels_to_levels)
 from ..models.masked_image import MaskedImageTransformer
 from ..schedulers import MaskGITScheduler
+from ..training.callbacks import TimeBudget
 from ..training.masked_image import MaskedImageTrainer, MaskedImageTrainingArguments, TextToImageModules
 from .pipeline_masked_image import MaskedImagePipeline
 
@@ -80,15 +80,6 @@ class _CaptionedDigits(torch.utils.data.Dataset):
                 "text_input_ids": self.captions[(int(self.labels[index]), variant)]}
 
 
-class _StopAfter(TrainerCallback):
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds, self.start = seconds, time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is not None and time.monotonic() - self.start > self.seconds:
-            control.should_training_stop = True
-
-
 def train_digits_pipeline(pipe: MaskedImagePipeline, max_steps: int = 1500, batch_size: int = 64,
                           learning_rate: float = 1e-3, max_seconds: float | None = None, seed: int = 0,
                           show_progress: bool = True) -> dict:
@@ -102,7 +93,7 @@ def train_digits_pipeline(pipe: MaskedImagePipeline, max_steps: int = 1500, batc
             lr_scheduler_type="cosine", logging_steps=max(max_steps // 10, 1), save_strategy="no", report_to=[],
             use_cpu=True, seed=seed, disable_tqdm=not show_progress)
         trainer = MaskedImageTrainer(model=modules, args=args, train_dataset=_CaptionedDigits(pipe.tokenizer),
-                                     null_text_input_ids=null_ids, callbacks=[_StopAfter(max_seconds)])
+                                     null_text_input_ids=null_ids, callbacks=[TimeBudget(max_seconds)])
         start = time.monotonic()
         trainer.train()
         seconds = time.monotonic() - start
