@@ -9,6 +9,7 @@ from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerati
 from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
                      MaskedImageTransformer)
 from .pipelines import MaskedImagePipeline
+from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
 from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
@@ -26,6 +27,9 @@ __all__ = [
     "MaskGITScheduler",
     "MaskedImagePipeline",
     "MaskedImageTransformer",
+    "QuantDLLMConfig",
+    "QuantDLLMLinear",
+    "QuantDLLMQuantizer",
     "MaskedDiffusionGenerationOutput",
     "denoise",
     "get_mask_token_id",

@@ -29,4 +29,7 @@ def register() -> None:
     from .pipelines.text_to_image import register_text_to_image
 
     register_text_to_image()
+    from .quantization import register as register_quantizer
+
+    register_quantizer()
     _done = True

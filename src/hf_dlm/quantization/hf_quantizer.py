@@ -1,0 +1,143 @@
+"""transformers integration: the ``quant_dllm`` `HfQuantizer`.
+
+- Reloading a saved quantized model (``pre_quantized=True``): the convertible ``nn.Linear`` modules are swapped
+  for empty `QuantDLLMLinear` layers of the config's layout before the packed tensors are loaded; the checkpoint's
+  shapes are checked against the config first, so a mismatch names the module and both layouts.
+- ``from_pretrained(full_precision_id, quantization_config=QuantDLLMConfig(dataset=..., tokenizer=...))``
+  quantizes after loading, with the calibration data the config names.
+- ``model.dequantize()`` puts dense ``nn.Linear`` layers back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.quantizers import HfQuantizer
+
+from .configuration import QUANT_METHOD, QuantDLLMConfig
+from .packed_linear import QuantDLLMLinear
+from .quantizer import QuantDLLMQuantizer, replace_with_quant_dllm_linear, set_submodule
+
+METADATA_KEY = "quant_dllm"
+
+
+def _checkpoint_shapes(files: list[str]) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    from safetensors import safe_open
+
+    shapes, metadata = {}, {}
+    for path in files:
+        if not str(path).endswith(".safetensors"):
+            continue
+        with safe_open(path, framework="pt") as handle:
+            metadata.update(handle.metadata() or {})
+            for key in handle.keys():
+                shapes[key] = tuple(handle.get_slice(key).get_shape())
+    return shapes, metadata
+
+
+def check_checkpoint_layout(model: nn.Module, config: QuantDLLMConfig, files: list[str]) -> None:
+    """Raise `ValueError` when a checkpoint's packed tensors do not have the shapes its quantization config implies
+    (e.g. a config edited to another ``bits`` or ``block_size``)."""
+    shapes, metadata = _checkpoint_shapes(files)
+    if METADATA_KEY in metadata:
+        saved = json.loads(metadata[METADATA_KEY])
+        if saved != config.storage_layout():
+            raise ValueError(f"This checkpoint was quantized with {saved} but its quantization config says "
+                             f"{config.storage_layout()}; the config does not match the weights.")
+    for name, module in model.named_modules():
+        if not isinstance(module, QuantDLLMLinear):
+            continue
+        for key in ("weight", "row_scale", "col_scale", "block_orders"):
+            full = f"{name}.{key}"
+            expected = tuple(getattr(module, key).shape)
+            if full in shapes and shapes[full] != expected:
+                raise ValueError(f"Checkpoint tensor {full!r} has shape {shapes[full]}, but "
+                                 f"QuantDLLMConfig(bits={config.bits}, block_size={config.block_size}) implies "
+                                 f"{expected} for a {module.in_features}→{module.out_features} layer: the config "
+                                 "does not match the weights.")
+
+
+class QuantDLLMHfQuantizer(HfQuantizer):
+    """Quant-dLLM (2-bit K-order row-column binarization for diffusion LLMs) inside ``from_pretrained``."""
+
+    requires_calibration = False
+    quantization_config: QuantDLLMConfig
+
+    def __init__(self, quantization_config: QuantDLLMConfig, **kwargs: Any) -> None:
+        if isinstance(quantization_config, dict):
+            quantization_config = QuantDLLMConfig.from_dict(quantization_config)
+        super().__init__(quantization_config, **kwargs)
+
+    def validate_environment(self, *args: Any, **kwargs: Any) -> None:
+        if not self.pre_quantized and self.quantization_config.needs_statistics \
+                and self.quantization_config.dataset is None:
+            raise ValueError("Quantizing at load time needs calibration data: set `QuantDLLMConfig(dataset=..., "
+                             "tokenizer=...)` (or use `use_dor=False, abmp_fraction=0` for data-free binarization).")
+
+    def _process_model_before_weight_loading(self, model: nn.Module, checkpoint_files: list[str] | None = None,
+                                             **kwargs: Any) -> None:
+        if not self.pre_quantized:
+            return
+        replace_with_quant_dllm_linear(model, self.quantization_config)
+        if checkpoint_files:
+            check_checkpoint_layout(model, self.quantization_config, list(checkpoint_files))
+
+    def _process_model_after_weight_loading(self, model: nn.Module, **kwargs: Any) -> nn.Module:
+        if not self.pre_quantized:
+            QuantDLLMQuantizer(self.quantization_config).quantize_model(model)
+            return model
+        for module in model.modules():
+            if isinstance(module, QuantDLLMLinear):
+                module.layout()  # block orders consistent with the config
+                module.row_scale.data = module.row_scale.data.half()
+                module.col_scale.data = module.col_scale.data.half()
+        return model
+
+    def get_state_dict_and_metadata(self, model: nn.Module) -> tuple[None, dict[str, str]]:
+        return None, {METADATA_KEY: json.dumps(self.quantization_config.storage_layout())}
+
+    def _dequantize(self, model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+        for name, module in list(model.named_modules()):
+            if not isinstance(module, QuantDLLMLinear):
+                continue
+            weight = module.dequantize(torch.float32)
+            target = dtype if isinstance(dtype, torch.dtype) else (
+                module.bias.dtype if module.bias is not None else torch.float32)
+            dense = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                              device=weight.device, dtype=target)
+            dense.weight.data.copy_(weight.to(target))
+            if module.bias is not None:
+                dense.bias.data.copy_(module.bias.to(target))
+            set_submodule(model, name, dense)
+        return model
+
+    def is_serializable(self, **kwargs: Any) -> bool:
+        return True
+
+    @property
+    def is_trainable(self) -> bool:
+        return False
+
+
+_registered = False
+
+
+def register() -> None:
+    """Register the config and the quantizer with transformers (once; the registries reject a second call)."""
+    global _registered
+    if _registered:
+        return
+    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
+    from transformers.quantizers import register_quantization_config, register_quantizer
+
+    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
+        register_quantization_config(QUANT_METHOD)(QuantDLLMConfig)
+    if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:
+        register_quantizer(QUANT_METHOD)(QuantDLLMHfQuantizer)
+    _registered = True
+
+
+__all__ = ["QuantDLLMHfQuantizer", "check_checkpoint_layout", "register"]

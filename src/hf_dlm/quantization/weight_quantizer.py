@@ -1,0 +1,67 @@
+"""One weight matrix through Quant-dLLM: importance (DOR) → block orders (ABMP) → DAQ per block → packed layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .configuration import QuantDLLMConfig
+from .daq import daq
+from .importance import abmp_orders, block_bounds, build_importance_mask, importance_matrix
+from .packed_linear import QuantDLLMLinear
+
+
+@dataclass
+class WeightQuantization:
+    """A quantized layer and what it took: per-block orders, the weight-space objective L_Λ before/after RSR and
+    the data-aware error Tr(R S Rᵀ) (when statistics were given)."""
+
+    layer: QuantDLLMLinear
+    block_orders: list[int]
+    objective_init: float
+    objective_final: float
+    output_error: float | None
+    outlier_fraction: float
+
+
+def quantize_weight(weight: torch.Tensor, config: QuantDLLMConfig, statistics: torch.Tensor | None = None,
+                    bias: torch.Tensor | None = None) -> WeightQuantization:
+    """Quantize ``weight`` (out, in) with ``config``; ``statistics`` is S_MCS = Σ XᵀX (in, in), needed when
+    ``config.use_dor`` or ABMP is on. Computation in float32 on ``weight``'s device."""
+    out_features, in_features = weight.shape
+    if config.needs_statistics and statistics is None:
+        raise ValueError("`statistics` (S_MCS) is required when `use_dor` is on or `abmp_fraction` > 0.")
+    w = weight.detach().to(torch.float32)
+    importance = importance_matrix(w, statistics, config.damping) if statistics is not None else None
+    mask = (build_importance_mask(importance, config.importance_factor, config.outlier_sigma)
+            if config.use_dor else None)
+    bounds = block_bounds(in_features, config.block_size)
+    orders = abmp_orders(importance, bounds, config.block_size, config.bits, config.orders, config.abmp_fraction)
+    factors: list = [None] * len(bounds)
+    init_total, final_total = 0.0, 0.0
+    # blocks of equal width and order run as one batch
+    for key in sorted({(end - start, orders[g]) for g, (start, end) in enumerate(bounds)}):
+        members = [g for g, (start, end) in enumerate(bounds) if (end - start, orders[g]) == key]
+        blocks = torch.stack([w[:, bounds[g][0]:bounds[g][1]] for g in members])
+        lam = (torch.stack([mask[:, bounds[g][0]:bounds[g][1]] for g in members]) if mask is not None else None)
+        result = daq(blocks, order=key[1], iterations=config.rsr_iterations, importance_mask=lam,
+                     scale_axes=config.scale_axes)
+        init_total += float(result.objective[0].sum())
+        final_total += float(result.objective[-1].sum())
+        for i, g in enumerate(members):
+            factors[g] = (result.row_scales[i], result.col_scales[i], result.signs[i])
+    layer = QuantDLLMLinear.from_factors(
+        orders, [f[0] for f in factors], [f[1] for f in factors], [f[2] for f in factors],
+        in_features=in_features, out_features=out_features, bits=config.bits, block_size=config.block_size,
+        bias=bias.detach() if bias is not None else None, kernel=config.kernel)
+    output_error = None
+    if statistics is not None:
+        residual = (w - layer.dequantize(torch.float32)).to(torch.float64)
+        output_error = float(torch.einsum("ij,jk,ik->", residual, statistics.to(torch.float64).to(w.device),
+                                          residual))
+    outliers = float((mask > 1).float().mean()) if mask is not None else 0.0
+    return WeightQuantization(layer, orders, init_total, final_total, output_error, outliers)
+
+
+__all__ = ["WeightQuantization", "quantize_weight"]
