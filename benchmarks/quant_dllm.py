@@ -105,9 +105,9 @@ def main() -> None:
     parser.add_argument("--importance-factor", type=float, default=2.0)
     parser.add_argument("--rsr-iterations", type=int, default=15)
     parser.add_argument("--calibration-sequences", type=int, default=128)
-    parser.add_argument("--heldout", type=int, default=256)
+    parser.add_argument("--heldout", type=int, default=1024)
     parser.add_argument("--mc-samples", type=int, default=32)
-    parser.add_argument("--num-samples", type=int, default=256)
+    parser.add_argument("--num-samples", type=int, default=512)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-nf4", action="store_true", help="skip the bitsandbytes row")
@@ -163,8 +163,8 @@ def main() -> None:
                "machine": machine(), "rows": rows, "quantize_blocks": block_reports}
     write_json(f"quant_dllm{suffix}", payload)
     _plot(rows, RESULTS / f"quant_dllm{suffix}.png")
-    header = ["variant", "kind", "held-out NLL", "± se", "Δ vs Quant-dLLM (paired se)", f"gen-PPL @{args.steps}", "sign bits/w", "bits/w",
-              "linear bytes", "model bytes", "quantize s"]
+    header = ["variant", "kind", "held-out NLL", "± se", "Δ vs Quant-dLLM (paired se)", f"gen-PPL @{args.steps}",
+              "sign bits/w", "bits/w", "linear bytes", "model bytes", "quantize s"]
     table = [[r["variant"], r["kind"], round(r["heldout_nll"], 4), round(r["heldout_nll_stderr"], 4),
               f"{r['nll_minus_quant_dllm']:+.4f} ({r['nll_minus_quant_dllm_stderr']:.4f})",
               round(r["gen_ppl"], 2), r["sign_bits_per_weight"] if r["sign_bits_per_weight"] is not None else "—",

@@ -80,6 +80,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "generation_config.json").exists() and (tmp_path / "demo" / "tokenizer.json").exists()
     assert figures["train_steps"] == 3 and figures["model_nll_steps24"] > 0
     assert AutoTokenizer.from_pretrained(tmp_path / "demo").mask_token == "<mask>"
+    assert "Quant-dLLM 2-bit" in printed and (tmp_path / "demo-2bit" / "model.safetensors").exists()
+    assert figures["quantized_nll_steps12"] > 0 and figures["quantized_bits_per_weight"] > 2
 
 
 def test_image_demo_runs_end_to_end(tmp_path):

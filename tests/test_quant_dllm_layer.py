@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers.quantizers.auto import AutoQuantizationConfig
 
-from hf_dlm.quantization import QuantDLLMConfig, QuantDLLMLinear, quantization_report, quantize_weight
+from hf_dlm.quantization import QuantDLLMConfig, quantization_report, quantize_weight
 from hf_dlm.quantization.daq import reconstruct
 from hf_dlm.quantization.packed_linear import pack_signs, unpack_signs
 
@@ -37,9 +37,11 @@ def test_forward_equals_dense_dequantized_linear():
     result, _, _ = _quantized()
     layer = result.layer
     assert sorted(set(result.block_orders)) == [1, 2, 3] and result.block_orders[-1] == 2  # ragged 72 = 4·16 + 8
-    x = torch.randn(3, 5, 72)
+    x = torch.randn(3, 5, 72)  # 15 tokens < in_features: the plane-by-plane sum
     dense = F.linear(x, layer.dequantize(torch.float32), layer.bias)
     assert torch.allclose(layer(x), dense, atol=1e-5, rtol=1e-5)
+    many = torch.cat([x.reshape(15, 72), torch.randn(100, 72)])  # ≥ in_features tokens: transient dense Ŵ
+    assert torch.allclose(layer(many)[:15], layer(x).reshape(15, 24), atol=1e-5, rtol=1e-5)
 
 
 def test_dequantize_is_sum_of_scaled_sign_planes():

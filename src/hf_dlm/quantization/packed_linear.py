@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .importance import block_bounds
@@ -137,7 +136,16 @@ class QuantDLLMLinear(nn.Module):
         return triton_available()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = Σ_{g,k} α_r,g,k ⊙ (B_{g,k} (α_c,g,k ⊙ x_g)) (+ bias)."""
+        """y = Σ_{g,k} α_r,g,k ⊙ (B_{g,k} (α_c,g,k ⊙ x_g)) (+ bias).
+
+        On CUDA with Triton the kernel evaluates this sum from the packed bits. In torch, few tokens take the sum as
+        written (inputs scaled by α_c, one matmul per chunk of sign planes scaled by α_r); from ``in_features``
+        tokens on it is cheaper to sum the planes into a transient dense Ŵ first (`dequantize`) and run one dense
+        matmul — the same sum in another order. Either way nothing dense outlives the call."""
+        tokens = x.numel() // max(self.in_features, 1)
+        if not self._use_triton(x) and tokens >= self.in_features:
+            out = x @ self.dequantize(x.dtype).T
+            return out + self.bias.to(out.dtype) if self.bias is not None else out
         input_index, plane_index = self.layout()
         scaled = x[..., input_index] * self.col_scale.to(x.dtype)  # α_c ⊙ x, gathered per plane column
         if self._use_triton(x):

@@ -102,7 +102,7 @@ def _move_outside(model: nn.Module, prefix: str, device: torch.device) -> None:
     for name, module in model.named_modules():
         if name == prefix or name.startswith(prefix + "."):
             continue
-        for key, param in module._parameters.items():
+        for param in module._parameters.values():
             if param is not None:
                 param.data = param.data.to(device)
         for key, buffer in module._buffers.items():
