@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import tempfile
@@ -111,7 +112,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-nf4", action="store_true", help="skip the bitsandbytes row")
+    parser.add_argument("--replot", action="store_true", help="redraw the plot from the saved JSON and stop")
     args = parser.parse_args()
+    if args.replot:
+        suffix = "" if args.size == "bench" else f"_{args.size}"
+        saved = json.loads((RESULTS / f"quant_dllm{suffix}.json").read_text())
+        _plot(saved["rows"], RESULTS / f"quant_dllm{suffix}.png")
+        return
 
     settings = get_settings(args.size)
     oracle = OracleLanguage(seed=settings.oracle_seed)
@@ -183,13 +190,18 @@ def _plot(rows: list[dict], path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     names = [r["variant"] for r in rows]
-    colors = {"reference": "tab:gray", "same-bit": "tab:blue", "ablation": "tab:orange"}
-    for ax, key, label in ((axes[0], "heldout_nll", "held-out ELBO NLL / token"),
-                           (axes[1], "gen_ppl", "oracle gen-PPL")):
-        ax.barh(names, [r[key] for r in rows], color=[colors[r["kind"]] for r in rows])
-        ax.set_xlabel(label)
-        ax.invert_yaxis()
+    colors = [{"reference": "tab:gray", "same-bit": "tab:blue", "ablation": "tab:orange"}[r["kind"]] for r in rows]
+    axes[0].barh(names, [r["nll_minus_quant_dllm"] for r in rows],
+                 xerr=[r["nll_minus_quant_dllm_stderr"] for r in rows], color=colors)
+    axes[0].axvline(0, color="black", lw=0.8)
+    axes[0].set_xlabel("held-out NLL − Quant-dLLM's (nats/token, paired s.e.)")
+    ppl = [r["gen_ppl"] for r in rows]
+    axes[1].barh(names, ppl, color=colors)
+    axes[1].set_xlim(min(ppl) * 0.9, max(ppl) * 1.02)
+    axes[1].set_xlabel("oracle gen-PPL")
     axes[1].set_yticklabels([])
+    for ax in axes:
+        ax.invert_yaxis()
     fig.suptitle("Quant-dLLM on the oracle teacher (blue: 2-bit methods, orange: ablations, grey: references)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
