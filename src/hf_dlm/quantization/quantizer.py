@@ -9,6 +9,8 @@ to live on the device.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +92,6 @@ class BlockReport:
 def _rss_bytes() -> int | None:
     try:
         with open("/proc/self/statm") as handle:
-            import os
-
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
@@ -225,10 +225,8 @@ class QuantDLLMQuantizer:
         model_kwargs = {"use_cache": False} if hasattr(getattr(model, "config", None), "use_cache") else {}
         try:
             for batch in inputs.split(self.config.calibration_batch_size):
-                try:
+                with contextlib.suppress(_Captured):
                     denoise(model, batch, None, **model_kwargs)
-                except _Captured:
-                    pass
         finally:
             handle.remove()
         return hidden, extras
