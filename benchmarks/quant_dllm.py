@@ -31,6 +31,7 @@ from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
 from hf_dlm.evaluation.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
 from hf_dlm.evaluation.text_metrics import text_metrics  # noqa: E402
 from hf_dlm.quantization import QuantDLLMConfig, QuantDLLMQuantizer, quantization_report  # noqa: E402
+from hf_dlm.quantization.quantizer import default_modules_to_not_convert  # noqa: E402
 
 
 def variants(block_size: int, abmp_fraction: float, importance_factor: float, iterations: int) -> dict:
@@ -130,8 +131,9 @@ def main() -> None:
     rows = []
     fp = {"variant": "full precision (fp32)", "kind": "reference", **quantization_report(teacher),
           "bits_per_weight": 32.0, "sign_bits_per_weight": None, "quantize_seconds": None}
-    fp["quantized_bytes"] = sum(m.weight.numel() * 4 for n, m in teacher.named_modules()
-                                if isinstance(m, torch.nn.Linear) and n != "model.transformer.ff_out")
+    kept = default_modules_to_not_convert(teacher)  # the same head/embedding rule the quantizer applies
+    fp["quantized_bytes"] = sum(m.weight.numel() * m.weight.element_size() for n, m in teacher.named_modules()
+                                if isinstance(m, torch.nn.Linear) and n not in kept)
     rows.append({**fp, **evaluate(teacher, tokenizer, oracle, heldout, args)})
     print(rows[-1]["variant"], round(rows[-1]["heldout_nll"], 4), round(rows[-1]["gen_ppl"], 2), flush=True)
     block_reports = None
