@@ -15,6 +15,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
 from .configuration import MaskedDiffusionGenerationConfig
+from .initial_state import DiMOInitialState, embedding_noise
 from .sampling import (
     add_gumbel_noise,
     confidence_scores,
@@ -129,6 +130,9 @@ class MaskedDiffusionGenerationMixin:
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, config.max_new_tokens)], dim=1)
             if bool(attention_mask.all()):
                 attention_mask = None
+        initial_state = DiMOInitialState.from_model(self)
+        if initial_state is not None and config.resolved_steps == 1:
+            return self._generate_one_step(x, prompt_length, attention_mask, config, initial_state, generator, streamer)
         prompt_index = x != mask_id
 
         block_length, num_blocks = config.resolved_block_length, config.num_blocks
@@ -205,6 +209,45 @@ class MaskedDiffusionGenerationMixin:
         if config.return_dict_in_generate:
             return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=nfe,
                                                    history=tuple(history) if config.output_history else None)
+        return sequences
+
+    def _generate_one_step(self, x: torch.LongTensor, prompt_length: int, attention_mask: torch.Tensor | None,
+                           config: MaskedDiffusionGenerationConfig, initial_state: DiMOInitialState,
+                           generator: torch.Generator | None, streamer: BaseStreamer | None
+                           ) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
+        """One-step generation of a Di[M]O-distilled generator (Zhu et al., 2025, Algorithm 1 lines 4–6): the answer
+        starts from x_init ~ p_init with the settings saved at distillation (partly masked random tokens, embedding
+        noise), the model is called once, and every answer position is sampled from its logits."""
+        batch = x.shape[0]
+        x[:, prompt_length:] = initial_state.sample(batch, config.max_new_tokens, config.mask_token_id, x.device,
+                                                    generator)
+        generated = torch.zeros_like(x, dtype=torch.bool)
+        generated[:, prompt_length:] = True
+        prompt_index = ~generated
+        noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
+        with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator):
+            logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
+        if config.suppress_tokens:
+            logits[..., list(config.suppress_tokens)] = float("-inf")
+        if config.suppress_mask_token:
+            logits[..., config.mask_token_id] = float("-inf")
+            real_vocab = getattr(self.config, "vocab_size", None) or config.mask_token_id + 1
+            logits[..., real_vocab:] = float("-inf")
+        logits = filter_logits(logits, config.top_k, config.top_p)
+        proposal = torch.argmax(add_gumbel_noise(logits, config.sampling_temperature, generator), dim=-1)
+        x = torch.where(generated, proposal, x)
+        if streamer is not None:
+            streamer.put(x[:, :prompt_length].cpu())
+            streamer.put(x[0, prompt_length:].cpu())
+            streamer.end()
+        eos_ids = _as_list(config.eos_token_id)
+        sequences = x
+        if config.stop_at_eos and eos_ids:
+            pad = config.pad_token_id if config.pad_token_id is not None else eos_ids[0]
+            sequences = trim_after_eos(x, prompt_length, eos_ids, pad)
+        if config.return_dict_in_generate:
+            return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=1,
+                                                   history=(x.clone(),) if config.output_history else None)
         return sequences
 
     def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,

@@ -10,6 +10,8 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 
+from ..generation.initial_state import DiMOInitialState, embedding_noise
+
 logger = logging.get_logger(__name__)
 
 
@@ -90,6 +92,10 @@ class MaskedImagePipeline(DiffusionPipeline):
         class) and conditional inputs in one batched forward pass per step and combines
         ``uncond + guidance_scale · (cond − uncond)``; ``guidance_scale <= 1`` runs the conditional pass alone.
         ``temperature`` is the scheduler's choice temperature. ``output_type``: ``pil`` | ``np`` | ``pt`` | ``latent``.
+
+        A transformer distilled with Di[M]O (its config has ``dimo_initial_state``) at ``num_inference_steps=1``
+        starts from the saved initial state instead of an all-mask grid and is called once; it was distilled with
+        the teacher's guidance, so run it with ``guidance_scale=1``.
         """
         sample_size = getattr(self.transformer.config, "sample_size", 16)
         height = height or sample_size * self.vae_scale_factor
@@ -133,10 +139,16 @@ class MaskedImagePipeline(DiffusionPipeline):
                                    device=device, dtype=cond_dtype)
         micro_conds = micro_conds.unsqueeze(0).expand(2 * batch_size if do_cfg else batch_size, -1)
 
-        # 2. latents: a fully masked token grid
+        # 2. latents: a fully masked token grid, or for a Di[M]O one-step generator its initial state x_init
         shape = (batch_size, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        if latents is None:
-            latents = torch.full(shape, self.scheduler.config.mask_token_id, dtype=torch.long, device=device)
+        mask_token_id = self.scheduler.config.mask_token_id
+        initial_state = DiMOInitialState.from_model(self.transformer) if num_inference_steps == 1 else None
+        if latents is None and initial_state is not None:
+            latents = initial_state.sample(batch_size, shape[1] * shape[2], mask_token_id, device, generator)
+            latents = latents.view(shape)
+        elif latents is None:
+            latents = torch.full(shape, mask_token_id, dtype=torch.long, device=device)
+        noise_std = initial_state.embedding_noise_std if initial_state is not None else 0.0
 
         # 3. denoising loop
         self.scheduler.set_timesteps(num_inference_steps, temperature, device)
@@ -147,12 +159,17 @@ class MaskedImagePipeline(DiffusionPipeline):
                 extra = {}
                 if uses_ratio:
                     extra["mask_ratio"] = (model_input == self.scheduler.config.mask_token_id).float().mean((1, 2))
-                model_output = self.transformer(model_input, micro_conds=micro_conds, **conditioning, **extra)
+                positions = torch.ones(model_input.shape[0], shape[1] * shape[2], dtype=torch.bool, device=device)
+                with embedding_noise(self.transformer, noise_std, positions, generator):
+                    model_output = self.transformer(model_input, micro_conds=micro_conds, **conditioning, **extra)
                 model_output = model_output.sample if hasattr(model_output, "sample") else model_output
                 if do_cfg:
                     uncond, cond = model_output.chunk(2)
                     model_output = uncond + guidance_scale * (cond - uncond)
-                latents = self.scheduler.step(model_output=model_output, timestep=timestep, sample=latents,
+                # a one-step generator predicts every token, the random ones of x_init included: the scheduler is
+                # shown an all-mask canvas so that it samples all positions
+                canvas = torch.full_like(latents, mask_token_id) if initial_state is not None else latents
+                latents = self.scheduler.step(model_output=model_output, timestep=timestep, sample=canvas,
                                               generator=generator).prev_sample
                 if callback_on_step_end is not None:
                     available = {"latents": latents}

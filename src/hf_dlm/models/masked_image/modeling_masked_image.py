@@ -35,6 +35,8 @@ class MaskedImageTransformer(ModelMixin, ConfigMixin):
         cross_attention_dim: width of text hidden states to cross-attend to, or None.
         use_mask_ratio: condition on the fraction of masked tokens (a timestep-like input), MaskGIT-style models
             usually do not.
+        dimo_initial_state: for a one-step generator distilled with Di[M]O, the settings of its initial state
+            (``hf_dlm.generation.initial_state.DiMOInitialState.to_dict()``); None for a multi-step denoiser.
     """
 
     _supports_gradient_checkpointing = True
@@ -43,7 +45,8 @@ class MaskedImageTransformer(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, codebook_size: int = 1024, sample_size: int = 16, hidden_size: int = 256, num_layers: int = 4,
                  num_attention_heads: int = 4, num_classes: int = 0, pooled_projection_dim: int | None = None,
-                 cross_attention_dim: int | None = None, use_mask_ratio: bool = False, dropout: float = 0.0) -> None:
+                 cross_attention_dim: int | None = None, use_mask_ratio: bool = False, dropout: float = 0.0,
+                 dimo_initial_state: dict | None = None) -> None:
         super().__init__()
         if hidden_size % num_attention_heads:
             raise ValueError(f"`hidden_size` ({hidden_size}) must be a multiple of `num_attention_heads` "
@@ -71,6 +74,12 @@ class MaskedImageTransformer(ModelMixin, ConfigMixin):
     @property
     def mask_token_id(self) -> int:
         return self.config.codebook_size
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.token_embedding
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.proj_out
 
     def _conditioning(self, batch: int, device: torch.device, class_labels, pooled_text_emb, mask_ratio):
         cond = torch.zeros(batch, self.config.hidden_size, device=device, dtype=self.token_embedding.weight.dtype)
