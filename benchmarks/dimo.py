@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -68,8 +69,8 @@ def distill(teacher, train, evaluation, metric_fn, metric: str, mode: str, max_s
 
         callbacks.append(TimeBudget(seconds))
     with tempfile.TemporaryDirectory() as scratch:
-        config = dict(output_dir=scratch, per_device_train_batch_size=32, max_steps=max_steps, learning_rate=5e-5,
-                      auxiliary_learning_rate=1e-4, auxiliary_updates_per_step=2, warmup_steps=20,
+        config = dict(output_dir=scratch, per_device_train_batch_size=32, max_steps=max_steps, learning_rate=8e-5,
+                      auxiliary_learning_rate=1.6e-4, auxiliary_updates_per_step=2, warmup_steps=20,
                       lr_scheduler_type="constant_with_warmup", ema_decay=0.98, r_init=0.6, embedding_noise_std=0.1,
                       memory_mode=mode, lora_r=32, lora_alpha=64, eval_strategy="steps", eval_steps=50,
                       eval_num_samples=128, save_strategy="no", logging_steps=25, report_to=[], use_cpu=True,
@@ -111,8 +112,8 @@ def text_task(args) -> dict:
     teacher_seconds = {}
     for steps in TEACHER_STEPS:
         seconds, _, (words, _) = median_seconds(
-            lambda: sample_mdm(teacher, tokenizer, args.text_samples, length, steps, "random", 1.0, REFERENCE_TOP_P,
-                               256, args.seed), args.repeats)
+            functools.partial(sample_mdm, teacher, tokenizer, args.text_samples, length, steps, "random", 1.0,
+                              REFERENCE_TOP_P, 256, args.seed), args.repeats)
         teacher_seconds[steps] = seconds
         rows.append({"model": "teacher", "steps": steps, **_text(text_metrics(oracle, words)), "seconds": seconds,
                      "samples_per_s": args.text_samples / seconds})
@@ -129,11 +130,11 @@ def text_task(args) -> dict:
         student, record = distill(teacher, train, evaluation, gen_ppl, "gen_ppl", mode, budget, None,
                                   {"generation_length": length, "divergence": divergence}, processing_class=tokenizer)
 
-        def one_step():
+        def one_step(model=student):
             generator = torch.Generator().manual_seed(args.seed)
-            return student.generate(empty, max_new_tokens=length, steps=1, temperature=1.0, top_p=REFERENCE_TOP_P,
-                                    suppress_tokens=specials, stop_at_eos=False, generator=generator,
-                                    return_dict_in_generate=True)
+            return model.generate(empty, max_new_tokens=length, steps=1, temperature=1.0, top_p=REFERENCE_TOP_P,
+                                  suppress_tokens=specials, stop_at_eos=False, generator=generator,
+                                  return_dict_in_generate=True)
 
         seconds, _, output = median_seconds(one_step, args.repeats)
         assert output.nfe == 1
@@ -151,25 +152,205 @@ def _text(m) -> dict:
     return {"gen_ppl": m.gen_ppl, "nll": m.nll, "entropy": m.entropy, "distinct_2": m.distinct[2]}
 
 
+# -------------------------------------------------------------------------------------------------------------- images
+def image_task(args) -> dict:
+    from hf_dlm import MaskedImagePipeline
+    from hf_dlm.evaluation.digits import CAPTION_TEMPLATES, caption, image_metrics
+    from hf_dlm.pipelines.digits import generate_digits, load_digits_pipeline, save_digit_grid
+
+    pipe = load_digits_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    labels = [label for label in range(10) for _ in range(args.per_class)]
+
+    def tokenize(texts):
+        return pipe.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")["input_ids"]
+
+    rows, teacher_seconds = [], {}
+    for steps in TEACHER_STEPS:
+        seconds, _, tokens = median_seconds(functools.partial(generate_digits, pipe, labels, steps, 1.0, args.seed),
+                                            args.repeats)
+        teacher_seconds[steps] = seconds
+        rows.append({"model": "teacher", "steps": steps, **image_metrics(tokens, torch.tensor(labels)).__dict__,
+                     "seconds": seconds, "samples_per_s": len(labels) / seconds})
+        print(f"teacher {steps:2d} steps: FD {rows[-1]['fd_digits']:.2f} class {rows[-1]['class_consistency']:.3f}",
+              flush=True)
+    train = ConditionDataset.from_captions(tokenize([caption(label, v) for label in range(10)
+                                                     for v in range(len(CAPTION_TEMPLATES))] * 20))
+    eval_labels = [label for label in range(10) for _ in range(12)]
+    evaluation = ConditionDataset.from_captions(tokenize([caption(label, 1) for label in eval_labels]))
+
+    def fd(samples, inputs):
+        return {"fd_digits": image_metrics(samples.cpu(), torch.tensor(eval_labels[: len(samples)])).fd_digits}
+
+    runs = []
+    for mode in ("full", "lora"):
+        student, record = distill(pipe.transformer, train, evaluation, fd, "fd_digits", mode, args.image_steps, None,
+                                  {"teacher_cfg_scale": args.image_teacher_cfg, "eval_steps": 50,
+                                   "eval_num_samples": 120},
+                                  text_encoder=pipe.text_encoder, null_text_input_ids=tokenize([""]))
+        one_step_pipe = MaskedImagePipeline(vqvae=pipe.vqvae, transformer=student, scheduler=pipe.scheduler,
+                                            tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
+        one_step_pipe.set_progress_bar_config(disable=True)
+        seconds, _, tokens = median_seconds(
+            functools.partial(generate_digits, one_step_pipe, labels, 1, 1.0, args.seed), args.repeats)
+        metrics = image_metrics(tokens, torch.tensor(labels)).__dict__
+        rows.append({"model": f"Di[M]O student ({mode})", "steps": 1, **metrics, "seconds": seconds,
+                     "samples_per_s": len(labels) / seconds, "speedup_vs_teacher_16": teacher_seconds[16] / seconds})
+        runs.append({**record, **metrics})
+        print(f"student {mode}: FD {metrics['fd_digits']:.2f} class {metrics['class_consistency']:.3f} "
+              f"recall {metrics['recall']:.3f} (best step {record['best_step']})", flush=True)
+        if mode == "full":
+            save_digit_grid(one_step_pipe, RESULTS / "dimo_digits_grid.png", num_inference_steps=1,
+                            guidance_scale=1.0)
+    return {"rows": rows, "runs": runs, "per_class": args.per_class, "teacher_cfg_scale": args.image_teacher_cfg}
+
+
+# -------------------------------------------------------------------------------------------------------------- memory
+MEMORY_MODEL = dict(d_model=1536, n_layers=12, n_heads=16, mlp_hidden_size=4096)
+MEMORY_BATCH = 2
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+def _tensor_mib(tensors) -> float:
+    """Bytes of the distinct storages among ``tensors``."""
+    seen, total = set(), 0
+    for t in tensors:
+        if t is None or not torch.is_tensor(t):
+            continue
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return total / 2**20
+
+
+def memory_worker(mode: str) -> None:
+    """In a fresh process (libraries imported and warmed up before the baseline): the peak resident-set growth of
+    the teacher's forward alone, or of two Di[M]O steps in ``mode``; and the bytes of every live model-state tensor
+    (parameters, gradients, both optimizers' states, the EMA)."""
+    from hf_dlm import LLaDAConfig, LLaDAModelLM
+
+    torch.manual_seed(0)
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    base = _status_mib("VmRSS")
+    config = LLaDAConfig(vocab_size=261, embedding_size=261, max_sequence_length=128, mask_token_id=257,
+                         pad_token_id=256, eos_token_id=258, bos_token_id=259, **MEMORY_MODEL)
+    teacher = LLaDAModelLM(config).eval()
+    params = sum(p.numel() for p in teacher.parameters())
+    if mode == "teacher":
+        with torch.no_grad():
+            teacher(torch.randint(0, 256, (MEMORY_BATCH, 65)))
+        state = _tensor_mib(teacher.parameters())
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            args = DiMOConfig(output_dir=scratch, per_device_train_batch_size=MEMORY_BATCH, max_steps=2,
+                              generation_length=64, memory_mode=mode, ema_decay=0.99, report_to=[],
+                              use_cpu=True, save_strategy="no", disable_tqdm=True)
+            trainer = DiMOTrainer(teacher, args, train_dataset=ConditionDataset.from_prompts(
+                torch.empty(64, 0, dtype=torch.long)))
+            trainer.train()
+            modules = [m for m in (trainer.teacher, trainer.model, trainer.auxiliary) if m is not None]
+            tensors = [p for m in modules for p in m.parameters()] + [p.grad for m in modules for p in m.parameters()]
+            for optimizer in (trainer.optimizer, trainer.auxiliary_optimizer):
+                tensors += [v for s in optimizer.state_dict()["state"].values() for v in s.values()]
+            tensors += list(trainer.ema.shadow.values())
+            state = _tensor_mib(tensors)
+    print(json.dumps({"mode": mode, "parameters": params, "peak_growth_mib": _status_mib("VmHWM") - base,
+                      "model_state_mib": state}))
+
+
+def memory_task() -> dict:
+    results = {}
+    for mode in ("teacher", "full", "lora"):
+        out = subprocess.run([sys.executable, __file__, "--memory-worker", mode], capture_output=True, text=True,
+                             check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"memory {mode}: peak +{results[mode]['peak_growth_mib']:.0f} MiB, model state "
+              f"{results[mode]['model_state_mib']:.0f} MiB", flush=True)
+    return {"model": MEMORY_MODEL, "parameters": results["teacher"]["parameters"], "batch": MEMORY_BATCH,
+            "length": 64, "peak_growth_mib": {m: r["peak_growth_mib"] for m, r in results.items()},
+            "model_state_mib": {m: r["model_state_mib"] for m, r in results.items()},
+            "peak_ratio_to_teacher": {m: r["peak_growth_mib"] / results["teacher"]["peak_growth_mib"]
+                                      for m, r in results.items()}}
+
+
+# ---------------------------------------------------------------------------------------------------------------- plot
+def plot(payload: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, task, metric, label in ((axes[0], "text", "gen_ppl", "oracle gen-PPL (log)"),
+                                    (axes[1], "image", "fd_digits", "FD-digits")):
+        rows = payload.get(task, {}).get("rows", [])
+        teacher = [r for r in rows if r["model"] == "teacher"]
+        if not teacher:
+            continue
+        ax.plot([r["steps"] for r in teacher], [r[metric] for r in teacher], "o-", label="teacher")
+        for r in rows:
+            if r["model"].startswith("Di[M]O"):
+                ax.scatter([1], [r[metric]], marker="*", s=120, label=r["model"])
+        ax.set_xscale("log", base=2)
+        if metric == "gen_ppl":
+            ax.set_yscale("log")
+            data = [r for r in rows if r["model"] == "data"]
+            if data:
+                ax.axhline(data[0]["gen_ppl"], color="grey", ls=":", label="data")
+        ax.set_xlabel("sampling steps (NFE)")
+        ax.set_ylabel(label)
+        ax.set_title(task)
+        ax.legend(fontsize=7)
+    memory = payload.get("memory")
+    if memory:
+        modes = list(memory["peak_growth_mib"])
+        axes[2].bar(modes, [memory["peak_growth_mib"][m] for m in modes])
+        axes[2].set_ylabel("peak RSS growth (MiB)")
+        axes[2].set_title(f"memory, {memory['parameters'] / 1e6:.0f} M-parameter LLaDA")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["text", "image", "memory", "divergences"])
     parser.add_argument("--text-samples", type=int, default=256)
-    parser.add_argument("--text-steps", type=int, default=600)
-    parser.add_argument("--divergence-steps", type=int, default=300)
+    parser.add_argument("--text-steps", type=int, default=800)
+    parser.add_argument("--divergence-steps", type=int, default=200)
+    parser.add_argument("--image-steps", type=int, default=400)
+    parser.add_argument("--image-teacher-cfg", type=float, default=1.0)
+    parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_worker:
+        memory_worker(args.memory_worker)
+        return
     payload = {"benchmark": "dimo", "machine": machine()}
     path = RESULTS / "dimo.json"
     if path.exists():
         payload.update({k: v for k, v in json.loads(path.read_text()).items() if k in ("text", "image", "memory")})
-    if "text" in args.tasks:
-        payload["text"] = text_task(args)
-        write_json("dimo", payload)
-    rows = payload.get("text", {}).get("rows", [])
-    print(markdown_table(["model", "steps", "gen-PPL", "entropy"],
-                         [[r["model"], r["steps"] or "—", r["gen_ppl"], r["entropy"]] for r in rows]))
+    for task, fn in (("memory", memory_task), ("text", lambda: text_task(args)), ("image", lambda: image_task(args))):
+        if task in args.tasks:
+            payload[task] = fn()
+            write_json("dimo", payload)
+            plot(payload, RESULTS / "dimo.png")
+    text_rows = payload.get("text", {}).get("rows", [])
+    print(markdown_table(["model", "steps", "gen-PPL", "entropy", "samples/s"],
+                         [[r["model"], r["steps"] or "—", r["gen_ppl"], r["entropy"], r.get("samples_per_s", "—")]
+                          for r in text_rows]))
+    image_rows = payload.get("image", {}).get("rows", [])
+    print(markdown_table(["model", "steps", "class consistency", "FD-digits", "precision", "recall", "samples/s"],
+                         [[r["model"], r["steps"], r["class_consistency"], r["fd_digits"], r["precision"],
+                           r["recall"], r["samples_per_s"]] for r in image_rows]))
+    if "memory" in payload:
+        print(json.dumps(payload["memory"], indent=1))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLa
                      MaskedImageTransformer)
 from .pipelines import MaskedImagePipeline
 from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
+from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
 from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
@@ -17,6 +18,9 @@ _register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConditionDataset",
+    "DiMOConfig",
+    "DiMOTrainer",
     "DreamConfig",
     "DreamForMaskedLM",
     "DreamModel",
