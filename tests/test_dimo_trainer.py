@@ -126,7 +126,6 @@ def _image_teacher(**kwargs) -> MaskedImageTransformer:
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_class_conditional_image_teacher_with_cfg_and_one_step_pipeline(tmp_path, mode):
     from hf_dlm import MaskedImagePipeline, MaskGITScheduler
-    from hf_dlm.evaluation.digits import digits_vqvae
 
     teacher = _image_teacher(num_classes=10)
     labels = ConditionDataset.from_labels(list(range(10)) * 2)
@@ -147,7 +146,6 @@ def test_class_conditional_image_teacher_with_cfg_and_one_step_pipeline(tmp_path
     assert len(calls) == 1
     assert torch.all((calls[0] == 9).flatten(1).sum(1) == 8)  # x_init: half of the 16 tokens masked
     assert tokens.shape == (3, 4, 4) and not torch.any(tokens == 9)
-    del digits_vqvae
 
 
 def test_text_conditioned_image_teacher(tmp_path):
