@@ -139,7 +139,6 @@ class MaskedDiffusionGenerationMixin:
         steps_per_block = config.resolved_steps // num_blocks
         temperature = config.sampling_temperature
         eos_ids = _as_list(config.eos_token_id)
-        real_vocab = getattr(self.config, "vocab_size", None) or mask_id + 1
         history: list[torch.LongTensor] = []
         nfe = 0
         if streamer is not None:
@@ -167,12 +166,7 @@ class MaskedDiffusionGenerationMixin:
                         continue
                 logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id)
                 nfe += 1
-                if config.suppress_tokens:
-                    logits[..., list(config.suppress_tokens)] = float("-inf")
-                if config.suppress_mask_token:
-                    logits[..., mask_id] = float("-inf")
-                    logits[..., real_vocab:] = float("-inf")
-                logits = filter_logits(logits, config.top_k, config.top_p)
+                logits = self._proposal_logits(logits, config)
                 proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
                 if config.remasking == "origin":
                     transfer = origin_reveal(mask_index, timesteps[step], timesteps[step + 1],
@@ -211,6 +205,17 @@ class MaskedDiffusionGenerationMixin:
                                                    history=tuple(history) if config.output_history else None)
         return sequences
 
+    def _proposal_logits(self, logits: torch.Tensor, config: MaskedDiffusionGenerationConfig) -> torch.Tensor:
+        """Logits tokens are proposed from: suppressed ids (and the mask token and padded rows past the real
+        vocabulary, with ``suppress_mask_token``) set to −inf, then top-k / top-p filtering."""
+        if config.suppress_tokens:
+            logits[..., list(config.suppress_tokens)] = float("-inf")
+        if config.suppress_mask_token:
+            logits[..., config.mask_token_id] = float("-inf")
+            real_vocab = getattr(self.config, "vocab_size", None) or config.mask_token_id + 1
+            logits[..., real_vocab:] = float("-inf")
+        return filter_logits(logits, config.top_k, config.top_p)
+
     def _generate_one_step(self, x: torch.LongTensor, prompt_length: int, attention_mask: torch.Tensor | None,
                            config: MaskedDiffusionGenerationConfig, initial_state: DiMOInitialState,
                            generator: torch.Generator | None, streamer: BaseStreamer | None
@@ -227,13 +232,7 @@ class MaskedDiffusionGenerationMixin:
         noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
         with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator):
             logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
-        if config.suppress_tokens:
-            logits[..., list(config.suppress_tokens)] = float("-inf")
-        if config.suppress_mask_token:
-            logits[..., config.mask_token_id] = float("-inf")
-            real_vocab = getattr(self.config, "vocab_size", None) or config.mask_token_id + 1
-            logits[..., real_vocab:] = float("-inf")
-        logits = filter_logits(logits, config.top_k, config.top_p)
+        logits = self._proposal_logits(logits, config)
         proposal = torch.argmax(add_gumbel_noise(logits, config.sampling_temperature, generator), dim=-1)
         x = torch.where(generated, proposal, x)
         if streamer is not None:
