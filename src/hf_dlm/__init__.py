@@ -6,11 +6,13 @@
 from ._registration import register as _register
 from .denoiser import denoise, get_mask_token_id
 from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
-from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
-                     MaskedImageTransformer)
+from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutput, logit_fm_generate
+from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM, LogitFMConfig,
+                     LogitFMModel, MaskedImageTransformer)
 from .pipelines import MaskedImagePipeline
 from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
 from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
+from .training.logit_fm import LogitFMTrainer, LogitFMTrainingArguments
 from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
 
 _register()
@@ -27,6 +29,12 @@ __all__ = [
     "LLaDAConfig",
     "LLaDAModel",
     "LLaDAModelLM",
+    "LogitFMConfig",
+    "LogitFMGenerationConfig",
+    "LogitFMGenerationOutput",
+    "LogitFMModel",
+    "LogitFMTrainer",
+    "LogitFMTrainingArguments",
     "MaskedDiffusionGenerationConfig",
     "MaskGITScheduler",
     "MaskedImagePipeline",
@@ -37,4 +45,5 @@ __all__ = [
     "MaskedDiffusionGenerationOutput",
     "denoise",
     "get_mask_token_id",
+    "logit_fm_generate",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-from .models import DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModelLM
+from .models import DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModelLM, LogitFMConfig, LogitFMModel
 
 _done = False
 
@@ -26,6 +26,9 @@ def register() -> None:
     AutoModel.register(DreamConfig, DreamModel, exist_ok=True)
     AutoModelForCausalLM.register(DreamConfig, DreamModel, exist_ok=True)
     AutoModelForMaskedLM.register(DreamConfig, DreamForMaskedLM, exist_ok=True)
+    AutoConfig.register(LogitFMConfig.model_type, LogitFMConfig, exist_ok=True)
+    AutoModel.register(LogitFMConfig, LogitFMModel, exist_ok=True)
+    AutoModelForCausalLM.register(LogitFMConfig, LogitFMModel, exist_ok=True)
     from .pipelines.text_to_image import register_text_to_image
 
     register_text_to_image()

@@ -14,6 +14,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
+from ._reload import ReloadsGenerationConfig
 from .configuration import MaskedDiffusionGenerationConfig
 from .initial_state import DiMOInitialState, embedding_noise
 from .sampling import (
@@ -51,7 +52,7 @@ def _as_list(ids: int | list[int] | None) -> list[int]:
     return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
 
 
-class MaskedDiffusionGenerationMixin:
+class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
     """Adds masked-diffusion ``generate()`` to a model that follows the denoiser contract.
 
     The class name ends in ``GenerationMixin`` so that transformers' ``can_generate()`` recognises it, which gives
@@ -248,25 +249,6 @@ class MaskedDiffusionGenerationMixin:
             return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=1,
                                                    history=(x.clone(),) if config.output_history else None)
         return sequences
-
-    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
-                             cache_dir, force_download, proxies, local_files_only, token, revision, subfolder,
-                             trust_remote_code, **kwargs) -> None:
-        """Reload ``generation_config.json`` as a [`MaskedDiffusionGenerationConfig`] at ``from_pretrained`` time
-        (transformers' default would rebuild a plain ``GenerationConfig`` and drop the diffusion settings)."""
-        if generation_config is not None:
-            self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
-            return
-        if pretrained_model_name_or_path is None:
-            return
-        try:
-            self.generation_config = self.generation_config_class.from_pretrained(
-                pretrained_model_name_or_path, cache_dir=cache_dir, force_download=force_download, proxies=proxies,
-                local_files_only=local_files_only, token=token, revision=revision, subfolder=subfolder,
-                _from_auto=from_auto_class, _from_pipeline=from_pipeline,
-            )
-        except OSError:
-            logger.info("No generation_config.json found; using MaskedDiffusionGenerationConfig defaults.")
 
 
 __all__ = ["MaskedDiffusionGenerationMixin", "MaskedDiffusionGenerationOutput"]

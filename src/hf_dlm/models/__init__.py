@@ -3,7 +3,8 @@
 
 from .dream import DreamBaseModel, DreamConfig, DreamForMaskedLM, DreamModel
 from .llada import LLaDAConfig, LLaDAModel, LLaDAModelLM
+from .logit_fm import LogitFMConfig, LogitFMModel
 from .masked_image import MaskedImageTransformer
 
 __all__ = ["DreamBaseModel", "DreamConfig", "DreamForMaskedLM", "DreamModel", "LLaDAConfig", "LLaDAModel",
-           "LLaDAModelLM", "MaskedImageTransformer"]
+           "LLaDAModelLM", "LogitFMConfig", "LogitFMModel", "MaskedImageTransformer"]
