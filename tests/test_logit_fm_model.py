@@ -36,8 +36,8 @@ def test_save_load_identical_logits_and_generation_settings(tmp_path, mode):
         assert type(loaded) is LogitFMModel
         simplex = torch.softmax(torch.randn(2, 7, 40, generator=torch.Generator().manual_seed(1)), -1)
         t = torch.tensor([0.1, 0.7])
-        torch.testing.assert_close(loaded(simplex=simplex, timesteps=t).logits, model(simplex=simplex, timesteps=t).logits,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(loaded(simplex=simplex, timesteps=t).logits,
+                                   model(simplex=simplex, timesteps=t).logits, rtol=0, atol=0)
         config = loaded.generation_config
         assert isinstance(config, LogitFMGenerationConfig)
         assert (config.scheme, config.num_steps, config.hybrid_switch_time, config.top_k, config.time_grid,
@@ -71,6 +71,9 @@ def test_generate_output_and_nfe():
                              return_dict_in_generate=True, output_history=True, suppress_tokens=[39])
         assert out.sequences.shape == (3, 6) and out.nfe == 5 and len(out.history) == 5
         assert not bool((out.sequences == 39).any())
+    early = model.generate(torch.empty(64, 0, dtype=torch.long), max_new_tokens=6, num_steps=3, t_end=0.05,
+                           suppress_tokens=[39, 38, 37])
+    assert not bool((early >= 37).any())  # t_end < 1: x_t is mostly noise, yet suppressed ids never come out
 
 
 class OtherDenoiser(PreTrainedModel, GenerationMixin):

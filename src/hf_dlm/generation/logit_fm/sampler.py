@@ -107,6 +107,8 @@ def sample_logit_fm(model: torch.nn.Module, input_ids: torch.LongTensor, config:
                 log_x = randomized_step(log_x1, t_next, alpha, generator)
         if config.output_history:
             history.append(log_x.argmax(-1))
+    if suppress:  # with t_end < 1 the noise still weighs on x_t: never return a suppressed token
+        log_x[..., suppress] = float("-inf")
     sequences = torch.cat([input_ids, log_x.argmax(-1)], dim=1)
     return LogitFMGenerationOutput(sequences=sequences, nfe=config.num_steps, schemes=tuple(schemes),
                                    times=tuple(times), history=tuple(history) if config.output_history else None)

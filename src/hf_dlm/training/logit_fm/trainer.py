@@ -35,7 +35,8 @@ class LogitFMTrainingArguments(TrainingArguments):
         if self.dirichlet_concentration is not None and not self.dirichlet_concentration > 0:
             raise ValueError(f"`dirichlet_concentration` must be > 0, got {self.dirichlet_concentration!r}.")
         if self.time_distribution not in TIME_DISTRIBUTIONS:
-            raise ValueError(f"`time_distribution` must be one of {TIME_DISTRIBUTIONS}, got {self.time_distribution!r}.")
+            raise ValueError(f"`time_distribution` must be one of {TIME_DISTRIBUTIONS}, "
+                             f"got {self.time_distribution!r}.")
         if not 0.0 < self.t_max <= 1.0 or (self.time_distribution == "log_uniform" and self.t_max >= 1.0):
             raise ValueError(f"`t_max` must lie in (0, 1] ((0, 1) for log_uniform), got {self.t_max!r}.")
 
