@@ -186,7 +186,7 @@ def image_task(args) -> dict:
     for mode in ("full", "lora"):
         student, record = distill(pipe.transformer, train, evaluation, fd, "fd_digits", mode, args.image_steps, None,
                                   {"teacher_cfg_scale": args.image_teacher_cfg, "eval_steps": 50,
-                                   "eval_num_samples": 120},
+                                   "eval_num_samples": 120, **args.image_config},
                                   text_encoder=pipe.text_encoder, null_text_input_ids=tokenize([""]))
         one_step_pipe = MaskedImagePipeline(vqvae=pipe.vqvae, transformer=student, scheduler=pipe.scheduler,
                                             tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
@@ -324,6 +324,8 @@ def main() -> None:
     parser.add_argument("--divergence-steps", type=int, default=200)
     parser.add_argument("--image-steps", type=int, default=400)
     parser.add_argument("--image-teacher-cfg", type=float, default=1.0)
+    parser.add_argument("--image-config", type=json.loads, default={},
+                        help='extra DiMOConfig fields for the image students, as JSON, e.g. \'{"ema_decay": 0.995}\'')
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
