@@ -138,6 +138,8 @@ def test_bad_input_raises_clear_errors():
         model.generate(max_new_tokens=3, scheme="hybrid", hybrid_switch_time=2.0)
     with pytest.raises(ValueError, match="smoothing_beta"):
         model.generate(max_new_tokens=3, smoothing_beta=0.0)
+    with pytest.raises(ValueError, match="neither generation settings.*remasking"):
+        model.generate(max_new_tokens=3, remasking="random")  # a masked-diffusion setting, not a Logit-FM one
     with pytest.raises(ValueError, match="positions"):
         model.generate(torch.zeros(1, 40, dtype=torch.long), max_new_tokens=10)
     with pytest.raises(ValueError, match="timesteps"):

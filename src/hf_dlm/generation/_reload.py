@@ -1,10 +1,36 @@
-"""Reloading a custom ``GenerationConfig`` subclass at ``from_pretrained`` time, shared by our generation mixins."""
+"""Generation-config plumbing shared by our samplers: merging ``generate()`` overrides into a custom
+``GenerationConfig`` subclass, and reloading that subclass at ``from_pretrained`` time."""
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
+from transformers import GenerationConfig
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
+
+
+# what a text-generation pipeline or an autoregressive caller may pass and that has no meaning for our samplers
+IGNORED_GENERATE_KWARGS = ("use_cache", "synced_gpus", "assistant_model", "logits_processor", "stopping_criteria")
+
+
+def merge_overrides(config_class: type, base: GenerationConfig | None, overrides: dict[str, Any],
+                    method: str) -> GenerationConfig:
+    """A copy of ``base`` as ``config_class`` (converted if it is a plain ``GenerationConfig``) updated with
+    ``overrides``; an override that is no setting of ``config_class`` raises ``ValueError`` naming ``method``."""
+    if isinstance(base, config_class):
+        config = copy.deepcopy(base)
+    else:
+        config = config_class(**(base.to_diff_dict() if base is not None else {}))
+    unused = config.update(**overrides)
+    for key in IGNORED_GENERATE_KWARGS:
+        unused.pop(key, None)
+    if unused:
+        raise ValueError(f"generate() got arguments that are neither generation settings nor used by {method}: "
+                         f"{sorted(unused)}.")
+    return config
 
 
 class ReloadsGenerationConfig:

@@ -4,7 +4,6 @@ confidence-threshold parallel decoding, over the denoiser contract."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
-from ._reload import ReloadsGenerationConfig
+from ._reload import ReloadsGenerationConfig, merge_overrides
 from .configuration import MaskedDiffusionGenerationConfig
 from .initial_state import DiMOInitialState, embedding_noise
 from .sampling import (
@@ -64,17 +63,7 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
     def _prepare_diffusion_config(self, generation_config: MaskedDiffusionGenerationConfig | None,
                                   kwargs: dict[str, Any]) -> MaskedDiffusionGenerationConfig:
         base = generation_config if generation_config is not None else self.generation_config
-        if not isinstance(base, MaskedDiffusionGenerationConfig):
-            base = MaskedDiffusionGenerationConfig(**base.to_diff_dict()) if base is not None else \
-                MaskedDiffusionGenerationConfig()
-        config = copy.deepcopy(base)
-        unused = config.update(**kwargs)
-        # what a text-generation pipeline or an autoregressive caller may pass and that has no meaning here
-        for key in ("use_cache", "synced_gpus", "assistant_model", "logits_processor", "stopping_criteria"):
-            unused.pop(key, None)
-        if unused:
-            raise ValueError(f"generate() got arguments that are neither generation settings nor used by masked "
-                             f"diffusion decoding: {sorted(unused)}.")
+        config = merge_overrides(MaskedDiffusionGenerationConfig, base, kwargs, "masked diffusion decoding")
         model_config = self.config
         for name in ("mask_token_id", "pad_token_id", "eos_token_id", "bos_token_id"):
             if getattr(config, name, None) is None and getattr(model_config, name, None) is not None:

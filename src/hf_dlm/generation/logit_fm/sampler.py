@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 from transformers.utils import ModelOutput
 
+from .._reload import merge_overrides
 from ..sampling import add_gumbel_noise, filter_logits
 from .configuration import LogitFMGenerationConfig
 from .path import (mean_smoothed_logit, ode_step, randomized_step, sample_dirichlet_log, smoothed_one_hot_log,
@@ -127,16 +128,7 @@ def resolve_config(model: torch.nn.Module, base: GenerationConfig | None, overri
                    ) -> LogitFMGenerationConfig:
     """A validated [`LogitFMGenerationConfig`]: ``base`` (converted if it is a plain ``GenerationConfig``) updated with
     ``overrides``; β and α default to the model config's ``smoothing_beta`` / ``dirichlet_concentration``."""
-    if isinstance(base, LogitFMGenerationConfig):
-        config = copy.deepcopy(base)
-    else:
-        config = LogitFMGenerationConfig(**(base.to_diff_dict() if base is not None else {}))
-    unused = config.update(**overrides)
-    for key in ("use_cache", "synced_gpus", "assistant_model", "logits_processor", "stopping_criteria"):
-        unused.pop(key, None)
-    if unused:
-        raise ValueError(f"generate() got arguments that are neither generation settings nor used by Logit-FM "
-                         f"sampling: {sorted(unused)}.")
+    config = merge_overrides(LogitFMGenerationConfig, base, overrides, "Logit-FM sampling")
     config.smoothing_beta, config.dirichlet_concentration = _path_settings(model, config)
     config.validate()
     return config
