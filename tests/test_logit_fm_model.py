@@ -152,3 +152,18 @@ def test_bad_input_raises_clear_errors():
         tiny_config(smoothing_beta=1.0)
     with pytest.raises(ValueError, match="time_conditioning"):
         tiny_config(time_conditioning="concat")
+
+
+def test_fresh_model_generation_config_takes_only_token_ids_from_the_model_config():
+    from conftest import tiny_llada_config
+
+    from hf_dlm import LLaDAModelLM, MaskedDiffusionGenerationConfig
+
+    config = LogitFMModel(tiny_config(bos_token_id=1, eos_token_id=2)).generation_config
+    assert isinstance(config, LogitFMGenerationConfig)
+    assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (1, 2, 39)
+    assert not hasattr(config, "vocab_size") and config.scheme == "randomized"
+    masked = LLaDAModelLM(tiny_llada_config()).generation_config
+    assert isinstance(masked, MaskedDiffusionGenerationConfig)
+    assert (masked.mask_token_id, masked.pad_token_id, masked.eos_token_id, masked.bos_token_id) == (95, 94, 93, 92)
+    assert not hasattr(masked, "d_model")

@@ -33,6 +33,17 @@ def merge_overrides(config_class: type, base: GenerationConfig | None, overrides
     return config
 
 
+TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def token_ids_from_model_config(model_config: Any, fields: tuple[str, ...] = TOKEN_ID_FIELDS) -> dict[str, Any]:
+    """The special-token ids a model config sets (``None`` left out). Our generation configs take only these from a
+    model config: transformers' default would copy every model field (``vocab_size``, ``hidden_size`` …) into the
+    generation config."""
+    source = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+    return {name: source[name] for name in fields if source.get(name) is not None}
+
+
 class ReloadsGenerationConfig:
     """Makes ``from_pretrained`` read ``generation_config.json`` back as ``self.generation_config_class``.
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import GenerationConfig
 
+from ._reload import TOKEN_ID_FIELDS, token_ids_from_model_config
+
 REMASKING_STRATEGIES = ("low_confidence", "random", "margin", "entropy", "origin")
 
 
@@ -122,9 +124,10 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             raise ValueError(f"`pad_token_id` must differ from `mask_token_id` (both are {self.mask_token_id}).")
 
     @classmethod
-    def from_model_config(cls, *args: Any, **kwargs: Any) -> None:  # noqa: D102 - see class docstring
-        # transformers falls back to `MaskedDiffusionGenerationConfig()` when this raises (as for DiffusionGemma).
-        raise NotImplementedError("MaskedDiffusionGenerationConfig is not derived from a model config.")
+    def from_model_config(cls, model_config: Any) -> "MaskedDiffusionGenerationConfig":
+        """The default settings with the model config's special-token ids (what ``post_init`` of a freshly built
+        model uses; saved settings are reloaded from ``generation_config.json`` instead)."""
+        return cls(**token_ids_from_model_config(model_config, TOKEN_ID_FIELDS + ("mask_token_id",)))
 
 
 __all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES"]

@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import GenerationConfig
 
+from .._reload import TOKEN_ID_FIELDS, token_ids_from_model_config
+
 SCHEMES = ("ode", "semi_randomized", "randomized", "hybrid")
 TIME_GRIDS = ("uniform", "log")
 
@@ -97,9 +99,10 @@ class LogitFMGenerationConfig(GenerationConfig):
         return float(self.temperature or 0.0) if self.do_sample else 0.0
 
     @classmethod
-    def from_model_config(cls, *args: Any, **kwargs: Any) -> None:  # noqa: D102 - see class docstring
-        # transformers falls back to `LogitFMGenerationConfig()` when this raises (as for DiffusionGemma).
-        raise NotImplementedError("LogitFMGenerationConfig is not derived from a model config.")
+    def from_model_config(cls, model_config: Any) -> "LogitFMGenerationConfig":
+        """The default settings with the model config's special-token ids (what ``post_init`` of a freshly built
+        model uses; saved settings are reloaded from ``generation_config.json`` instead)."""
+        return cls(**token_ids_from_model_config(model_config, TOKEN_ID_FIELDS))
 
 
 __all__ = ["LogitFMGenerationConfig", "SCHEMES", "TIME_GRIDS"]
