@@ -66,15 +66,17 @@ def denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch
 
 
 def guided_denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
-                   prompt_index: torch.BoolTensor, cfg_scale: float, mask_token_id: int) -> torch.Tensor:
+                   prompt_index: torch.BoolTensor, cfg_scale: float, mask_token_id: int,
+                   **model_kwargs) -> torch.Tensor:
     """Denoiser logits with LLaDA's unsupervised classifier-free guidance (Nie et al., 2025, Appendix B.3):
     ``un + (cfg_scale + 1)·(cond − un)``, where ``un`` are the logits with every ``prompt_index`` position masked.
-    ``cfg_scale = 0`` is a plain [`denoise`] call; otherwise one call on the doubled batch."""
+    ``cfg_scale = 0`` is a plain [`denoise`] call; otherwise one call on the doubled batch. ``model_kwargs`` go
+    to the model (e.g. a decoding cache)."""
     if cfg_scale <= 0:
-        return denoise(model, input_ids, attention_mask)
+        return denoise(model, input_ids, attention_mask, **model_kwargs)
     unconditional = input_ids.masked_fill(prompt_index, mask_token_id)
     both_mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-    cond, uncond = denoise(model, torch.cat([input_ids, unconditional]), both_mask).chunk(2, dim=0)
+    cond, uncond = denoise(model, torch.cat([input_ids, unconditional]), both_mask, **model_kwargs).chunk(2, dim=0)
     return uncond + (cfg_scale + 1.0) * (cond - uncond)
 
 

@@ -131,6 +131,7 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         eos_ids = _as_list(config.eos_token_id)
         history: list[torch.LongTensor] = []
         nfe = 0
+        model_kwargs = self._decoding_model_kwargs(config)
         if streamer is not None:
             streamer.put(input_ids.cpu())
 
@@ -154,7 +155,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                         step += 1  # nothing to commit: skip the forward pass (the canvas would not change)
                         progress.update(1)
                         continue
-                logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id)
+                logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id,
+                                        **model_kwargs)
                 nfe += 1
                 logits = self._proposal_logits(logits, config)
                 proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
@@ -194,6 +196,10 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=nfe,
                                                    history=tuple(history) if config.output_history else None)
         return sequences
+
+    def _decoding_model_kwargs(self, config: MaskedDiffusionGenerationConfig) -> dict[str, Any]:
+        """Extra forward arguments kept for one decoding loop (a model's per-canvas caches); none by default."""
+        return {}
 
     def _proposal_logits(self, logits: torch.Tensor, config: MaskedDiffusionGenerationConfig) -> torch.Tensor:
         """Logits tokens are proposed from: suppressed ids (and the mask token and padded rows past the real

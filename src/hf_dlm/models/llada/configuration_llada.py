@@ -11,6 +11,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from ...modules.ngram import NgramEmbeddingConfig
+
 
 def _check_positive(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -39,6 +41,11 @@ class LLaDAConfig(PretrainedConfig):
         activation_type / layer_norm_type / block_type: only the LLaDA-8B values (``silu``, ``rms``, ``llama``) exist
             in released checkpoints and only those are implemented; others raise ``ValueError``.
         initializer_range: standard deviation of the normal initialisation (``init_std`` in LLaDA's config).
+        ngram_embedding: ``None`` (the released architecture), or hashed N-gram embedding settings (a dict or
+            [`NgramEmbeddingConfig`]: ``max_n``, ``num_tables``, ``table_size_ratio``, ``amplification``,
+            ``ignored_token_ids`` ...). They are resolved here (table sizes, hash base) and stored resolved, so a
+            saved model hashes exactly as it did in training. N-grams touching ``mask_token_id``, ``pad_token_id``
+            or an ignored id have no embedding, and N-grams never cross ``eos_token_id``.
     """
 
     model_type = "llada"
@@ -77,6 +84,7 @@ class LLaDAConfig(PretrainedConfig):
         pad_token_id: int | None = 126081,
         eos_token_id: int | None = 126081,
         bos_token_id: int | None = None,
+        ngram_embedding: dict[str, Any] | NgramEmbeddingConfig | None = None,
         **kwargs: Any,
     ) -> None:
         # the standard name may arrive through kwargs; LLaDA's own field wins when both are given
@@ -138,6 +146,14 @@ class LLaDAConfig(PretrainedConfig):
         self.block_type = block_type
         self.init_std = init_std
         self.attention_dropout = attention_dropout
+        self.ngram_embedding = None
+        if ngram_embedding is not None:
+            ngram = NgramEmbeddingConfig.from_dict(ngram_embedding).resolve(vocab_size, d_model)
+            for token_id in ngram.ignored_token_ids:
+                if not 0 <= token_id < embedding_size:
+                    raise ValueError(f"`ngram_embedding.ignored_token_ids` must lie in [0, embedding_size="
+                                     f"{embedding_size}), got {token_id}.")
+            self.ngram_embedding = ngram.to_dict()
         kwargs.setdefault("use_cache", False)
         super().__init__(
             pad_token_id=pad_token_id,
@@ -150,6 +166,11 @@ class LLaDAConfig(PretrainedConfig):
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def ngram_embedding_config(self) -> NgramEmbeddingConfig | None:
+        """The resolved N-gram embedding settings, or ``None`` when the option is off."""
+        return None if self.ngram_embedding is None else NgramEmbeddingConfig.from_dict(self.ngram_embedding)
 
 
 __all__ = ["LLaDAConfig"]

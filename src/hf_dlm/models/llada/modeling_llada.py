@@ -15,6 +15,8 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from ...generation.mixin import MaskedDiffusionGenerationMixin
+from ...modules.ngram import NgramEmbedding, NgramIdCache
+from ...modules.ngram.embedding import warn_if_over_budget
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .configuration_llada import LLaDAConfig
 
@@ -71,7 +73,9 @@ class LLaDAModel(LLaDAPreTrainedModel):
     """The transformer trunk; ``forward`` returns the final normed hidden states.
 
     ``transformer.ff_out`` (the output head) lives here too because the released checkpoints store it under
-    ``model.transformer.ff_out``; [`LLaDAModelLM`] applies it.
+    ``model.transformer.ff_out``; [`LLaDAModelLM`] applies it. With ``config.ngram_embedding`` set, the input
+    embedding is ``transformer.ngram_embed(input_ids, wte(input_ids))`` (hashed N-gram embeddings); without it the
+    module tree is exactly the released one.
     """
 
     def __init__(self, config: LLaDAConfig) -> None:
@@ -82,10 +86,18 @@ class LLaDAModel(LLaDAPreTrainedModel):
             "ln_f": LlamaRMSNorm(config.d_model, eps=config.rms_norm_eps),
             "ff_out": nn.Linear(config.d_model, config.embedding_size, bias=config.include_bias),
         }
+        ngram = config.ngram_embedding_config
+        if ngram is not None:
+            eos = config.eos_token_id
+            eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+            blocked = [config.mask_token_id] + ([config.pad_token_id] if config.pad_token_id is not None else [])
+            modules["ngram_embed"] = NgramEmbedding(ngram, config.d_model, blocked, eos, norm_eps=config.rms_norm_eps)
         self.transformer = nn.ModuleDict(modules)
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False
         self.post_init()
+        if ngram is not None:
+            warn_if_over_budget(self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
@@ -96,7 +108,13 @@ class LLaDAModel(LLaDAPreTrainedModel):
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> BaseModelOutput | tuple:
+                ngram_cache: NgramIdCache | None = None, **kwargs) -> BaseModelOutput | tuple:
+        """Trunk forward. ``inputs_embeds`` replaces the whole embedding (token and N-gram); ``ngram_cache`` (an
+        [`NgramIdCache`]) makes N-gram ids incremental across calls on one decoding canvas."""
+        if "ngram_embed" in self.transformer and input_ids is not None and inputs_embeds is None:
+            inputs_embeds = self.transformer.ngram_embed(input_ids, self.transformer.wte(input_ids), attention_mask,
+                                                         ngram_cache)
+            input_ids = None
         return run_bidirectional_stack(self, self.transformer.wte, self.transformer.blocks, self.transformer.ln_f, input_ids, inputs_embeds, attention_mask,
                                        position_ids, output_hidden_states, return_dict, **kwargs)
 
@@ -126,6 +144,12 @@ class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.model.transformer.ff_out = value
+
+    def _decoding_model_kwargs(self, generation_config) -> dict:
+        """An [`NgramIdCache`] for one ``generate()`` call when the model has N-gram embeddings and ``use_cache``."""
+        if self.config.ngram_embedding is not None and generation_config.use_cache:
+            return {"ngram_cache": NgramIdCache()}
+        return {}
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
