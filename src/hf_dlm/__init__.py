@@ -9,6 +9,7 @@ from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerati
 from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutput, logit_fm_generate
 from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM, LogitFMConfig,
                      LogitFMModel, MaskedImageTransformer)
+from .modules import NgramEmbedding, NgramEmbeddingConfig, NgramIdCache
 from .pipelines import MaskedImagePipeline
 from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
 from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
@@ -39,6 +40,9 @@ __all__ = [
     "MaskGITScheduler",
     "MaskedImagePipeline",
     "MaskedImageTransformer",
+    "NgramEmbedding",
+    "NgramEmbeddingConfig",
+    "NgramIdCache",
     "QuantDLLMConfig",
     "QuantDLLMLinear",
     "QuantDLLMQuantizer",

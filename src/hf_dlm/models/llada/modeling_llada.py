@@ -115,8 +115,9 @@ class LLaDAModel(LLaDAPreTrainedModel):
             inputs_embeds = self.transformer.ngram_embed(input_ids, self.transformer.wte(input_ids), attention_mask,
                                                          ngram_cache)
             input_ids = None
-        return run_bidirectional_stack(self, self.transformer.wte, self.transformer.blocks, self.transformer.ln_f, input_ids, inputs_embeds, attention_mask,
-                                       position_ids, output_hidden_states, return_dict, **kwargs)
+        return run_bidirectional_stack(self, self.transformer.wte, self.transformer.blocks, self.transformer.ln_f,
+                                       input_ids, inputs_embeds, attention_mask, position_ids, output_hidden_states,
+                                       return_dict, **kwargs)
 
 
 class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
