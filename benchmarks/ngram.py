@@ -12,7 +12,8 @@ learning-rate schedule:
   {√D, LayerNorm}; the table sizes of each (N, K) are set so the N-gram parameters are the same budget for all;
 * ``wider`` and ``deeper``: the same total parameter count spent on width (d 96) or on layers instead;
 * controls ``control sqrt_d`` / ``control layernorm``: the base with the amplification alone (every word is an ignored
-  id, so no N-gram has an id) — separates the effect of the N-gram rows from that of the rescaled embedding.
+  id, so no N-gram has an id) — separates the effect of the N-gram rows from that of the rescaled embedding — and
+  ``deeper sqrt_d``, the deeper baseline with the same √D amplification.
 
 Measured for each: held-out NLL per token through the ELBO (Monte Carlo, with its standard error), oracle gen-PPL and
 entropy of 256 unconditional samples at 16 and 64 steps (the reference sampler: random order, T = 1, top-p 0.9),
@@ -80,6 +81,13 @@ def ngram_settings(max_n: int, num_tables: int, amplification: str, budget: int,
             "table_size_ratio": rows / vocab, "combine": "mean"}
 
 
+def amplification_only(amplification: str, vocab: int) -> dict:
+    """N-gram settings that only amplify: every word is an ignored id, so no N-gram ever has an id and the layer
+    reduces to the amplified token embedding (its one tiny table is never read)."""
+    return {"max_n": 2, "num_tables": 1, "amplification": amplification, "embedding_dim": 1,
+            "table_size_ratio": 0.01, "ignored_token_ids": list(range(vocab))}
+
+
 def variants(settings: ReferenceSettings, tokenizer) -> dict[str, LLaDAConfig]:
     base = model_config(settings, tokenizer, settings.d_model, settings.n_layers, settings.mlp_hidden_size)
     base_params = parameters_of(base)
@@ -92,19 +100,21 @@ def variants(settings: ReferenceSettings, tokenizer) -> dict[str, LLaDAConfig]:
                 ngram = ngram_settings(max_n, num_tables, amplification, budget, len(tokenizer), settings.d_model)
                 configs[f"N{max_n} K{num_tables} {amplification}"] = model_config(
                     settings, tokenizer, settings.d_model, settings.n_layers, settings.mlp_hidden_size, ngram)
-    # controls: the amplification alone. Every word is an ignored id, so no N-gram ever has an id and the layer
-    # reduces to the amplified token embedding (its tiny tables are never read)
+    # controls: the amplification alone
     for amplification in AMPLIFICATIONS:
-        blocked_all = {"max_n": 2, "num_tables": 1, "amplification": amplification, "embedding_dim": 1,
-                       "table_size_ratio": 0.01, "ignored_token_ids": list(range(len(tokenizer)))}
         configs[f"control {amplification} (no N-grams)"] = model_config(
-            settings, tokenizer, settings.d_model, settings.n_layers, settings.mlp_hidden_size, blocked_all)
+            settings, tokenizer, settings.d_model, settings.n_layers, settings.mlp_hidden_size,
+            amplification_only(amplification, len(tokenizer)))
     wide = settings.d_model + 32
     configs["wider"] = model_config(settings, tokenizer, wide, settings.n_layers,
                                     closest_mlp(settings, tokenizer, wide, settings.n_layers, target))
     deep = settings.n_layers + 2
     configs["deeper"] = model_config(settings, tokenizer, settings.d_model, deep,
                                      closest_mlp(settings, tokenizer, settings.d_model, deep, target))
+    # the fairest trunk baseline: the deeper model with the same √D amplification
+    configs["deeper sqrt_d (no N-grams)"] = model_config(settings, tokenizer, settings.d_model, deep,
+                                                         configs["deeper"].mlp_hidden_size,
+                                                         amplification_only("sqrt_d", len(tokenizer)))
     return configs
 
 
