@@ -14,7 +14,7 @@ from transformers.utils import logging as hf_logging
 from hf_dlm import LLaDAModelLM
 from hf_dlm.evaluation.oracle import OracleLanguage
 from hf_dlm.modules.ngram import (NgramEmbedding, NgramEmbeddingConfig, NgramIdCache, affected_pairs, hash_ngrams,
-                                  ngram_ids, ngram_parameter_budget, polynomial_powers)
+                                  ngram_parameter_budget, polynomial_powers)
 from hf_dlm.modules.ngram.configuration import choose_table_sizes, distance_to_vocab_multiple
 
 MASK, PAD, EOS, BOS = 95, 94, 93, 92
@@ -337,9 +337,21 @@ def test_bad_ignored_id_and_unresolved_layer():
         tiny_llada_config(ngram_embedding=3)
 
 
-def test_ngram_ids_function_matches_layer():
-    layer = make_layer(max_n=3, num_tables=2)
-    x = torch.randint(0, 96, (2, 15))
-    blocked, is_eos = layer.token_maps(x)
-    sizes = [layer.config.sizes_of_order(n) for n in layer.orders]
-    assert torch.equal(ngram_ids(x, blocked, is_eos, layer.orders, sizes, 96), layer.hashed_ids(x))
+def test_ngram_ids_match_a_pure_python_reference():
+    """Every id of a random canvas (masks, pads, EOS) against the rule and the hash written with Python ints."""
+    layer = make_layer(max_n=4, num_tables=2, ignored=[BOS])
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 90, (2, 30), generator=gen)
+    x[0, [4, 17]], x[1, [9, 25]] = EOS, EOS
+    x[0, 11], x[1, 2], x[1, 20] = MASK, PAD, BOS
+    ids = layer.hashed_ids(x)
+    assert int((ids > 0).sum()) < ids.numel() - 2 * 6 * 2  # some windows have no id, beyond the sequence starts
+    blocked_ids, base = {MASK, PAD, BOS}, layer.config.hash_base
+    for b, row in enumerate(x.tolist()):
+        for i in range(len(row)):
+            for o, order in enumerate(layer.orders):
+                window = row[i - order + 1:i + 1] if i >= order - 1 else None
+                valid = window is not None and not blocked_ids & set(window) and EOS not in window[:-1]
+                for k, size in enumerate(layer.config.sizes_of_order(order)):
+                    expected = 1 + sum(t * base ** (order - 1 - j) for j, t in enumerate(window)) % size if valid else 0
+                    assert int(ids[b, i, o, k]) == expected, (b, i, order, k)

@@ -88,10 +88,9 @@ class LLaDAModel(LLaDAPreTrainedModel):
         }
         ngram = config.ngram_embedding_config
         if ngram is not None:
-            eos = config.eos_token_id
-            eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
             blocked = [config.mask_token_id] + ([config.pad_token_id] if config.pad_token_id is not None else [])
-            modules["ngram_embed"] = NgramEmbedding(ngram, config.d_model, blocked, eos, norm_eps=config.rms_norm_eps)
+            modules["ngram_embed"] = NgramEmbedding(ngram, config.d_model, blocked, config.eos_token_id,
+                                                     norm_eps=config.rms_norm_eps)
         self.transformer = nn.ModuleDict(modules)
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False

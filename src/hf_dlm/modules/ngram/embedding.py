@@ -35,12 +35,13 @@ class NgramEmbedding(nn.Module):
         hidden_size: D, the width of the token embedding and of the projections' output.
         blocked_token_ids: ids that make an N-gram "no N-gram" wherever they occur — the model's mask and pad ids;
             ``config.ignored_token_ids`` are added to them.
-        eos_token_ids: ids an N-gram may end on but never cross.
+        eos_token_ids: ids an N-gram may end on but never cross: one id, a list, or ``None`` (a config's
+            ``eos_token_id`` as it is).
         norm_eps: epsilon of the LayerNorm amplification.
     """
 
     def __init__(self, config: NgramEmbeddingConfig, hidden_size: int, blocked_token_ids: list[int],
-                 eos_token_ids: list[int], norm_eps: float = 1e-5) -> None:
+                 eos_token_ids: int | list[int] | None, norm_eps: float = 1e-5) -> None:
         super().__init__()
         if config.table_sizes is None or config.hash_base is None or config.embedding_dim is None:
             raise ValueError("NgramEmbedding needs resolved settings: call `config.resolve(vocab_size, hidden_size)`.")
@@ -53,6 +54,10 @@ class NgramEmbedding(nn.Module):
         self.norm = nn.LayerNorm(hidden_size, eps=norm_eps) if config.amplification == "layernorm" else None
         # plain lists, not buffers: a (meta-device) ``from_pretrained`` never leaves them uninitialised
         self.blocked_token_ids = sorted({int(i) for i in blocked_token_ids} | set(config.ignored_token_ids))
+        if eos_token_ids is None:
+            eos_token_ids = []
+        elif isinstance(eos_token_ids, int):
+            eos_token_ids = [eos_token_ids]
         self.eos_token_ids = sorted({int(i) for i in eos_token_ids})
 
     @property
