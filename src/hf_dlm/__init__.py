@@ -10,7 +10,9 @@ from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutpu
 from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM, LogitFMConfig,
                      LogitFMModel, MaskedImageTransformer)
 from .modules import NgramEmbedding, NgramEmbeddingConfig, NgramIdCache
-from .pipelines import MaskedImagePipeline
+from .multimodal import (ImageSpanLogitsProcessor, ImageTextCollator, ImageTokenMap, ModalitySplitTrainer,
+                         ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment, forgetting_probe)
+from .pipelines import AutoregressiveImagePipeline, MaskedImagePipeline
 from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
 from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
 from .training.logit_fm import LogitFMTrainer, LogitFMTrainingArguments
@@ -21,12 +23,16 @@ _register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoregressiveImagePipeline",
     "ConditionDataset",
     "DiMOConfig",
     "DiMOTrainer",
     "DreamConfig",
     "DreamForMaskedLM",
     "DreamModel",
+    "ImageSpanLogitsProcessor",
+    "ImageTextCollator",
+    "ImageTokenMap",
     "LLaDAConfig",
     "LLaDAModel",
     "LLaDAModelLM",
@@ -40,6 +46,8 @@ __all__ = [
     "MaskGITScheduler",
     "MaskedImagePipeline",
     "MaskedImageTransformer",
+    "ModalitySplitTrainer",
+    "ModalitySplitTrainingArguments",
     "NgramEmbedding",
     "NgramEmbeddingConfig",
     "NgramIdCache",
@@ -47,7 +55,10 @@ __all__ = [
     "QuantDLLMLinear",
     "QuantDLLMQuantizer",
     "MaskedDiffusionGenerationOutput",
+    "add_image_tokens",
+    "contrastive_alignment",
     "denoise",
+    "forgetting_probe",
     "get_mask_token_id",
     "logit_fm_generate",
 ]

@@ -11,6 +11,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 
 from ..generation.initial_state import DiMOInitialState, embedding_noise
+from ._vq import decode_token_grid
 
 logger = logging.get_logger(__name__)
 
@@ -179,14 +180,7 @@ class MaskedImagePipeline(DiffusionPipeline):
                 progress_bar.update()
 
         # 4. decode
-        if output_type == "latent":
-            output = latents
-        else:
-            output = self.vqvae.decode(
-                latents, force_not_quantize=True,
-                shape=(batch_size, *shape[1:], self.vqvae.config.latent_channels),
-            ).sample.clip(0, 1)
-            output = self.image_processor.postprocess(output, output_type)
+        output = decode_token_grid(self.vqvae, latents, self.image_processor, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (output,)

@@ -1,4 +1,5 @@
-"""A ``text-to-image`` task for ``transformers.pipeline`` (transformers has none) backed by a diffusers pipeline.
+"""A ``text-to-image`` task for ``transformers.pipeline`` (transformers has none) backed by a diffusers pipeline:
+our ``MaskedImagePipeline`` or the autoregressive ``AutoregressiveImagePipeline``.
 
 ``pipeline("text-to-image", model=...)`` accepts a ``MaskedImagePipeline`` object, a folder it was saved to, or a
 hub id in the local cache. A saved pipeline folder holds ``model_index.json`` (diffusers) and, written by
@@ -27,10 +28,20 @@ class MaskedImagePipelineLoader:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any):
+        from diffusers import DiffusionPipeline
+
+        from .pipeline_autoregressive_image import AutoregressiveImagePipeline
         from .pipeline_masked_image import MaskedImagePipeline
 
-        keep = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if kwargs.get(k) is not None}
-        return MaskedImagePipeline.from_pretrained(pretrained_model_name_or_path, **keep)
+        keep = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only")
+                if kwargs.get(k) is not None}
+        index = DiffusionPipeline.load_config(pretrained_model_name_or_path, **keep)
+        classes = {c.__name__: c for c in (MaskedImagePipeline, AutoregressiveImagePipeline)}
+        name = index.get("_class_name")
+        if name not in classes:
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {name!r} pipeline; the text-to-image task "
+                             f"loads {sorted(classes)}.")
+        return classes[name].from_pretrained(pretrained_model_name_or_path, **keep)
 
 
 class TextToImagePipeline(Pipeline):
