@@ -209,7 +209,15 @@ def test_modality_loss_sums_by_hand(extended):
     labels = torch.tensor([[token_map["doc_start"], 7, offset + 3, -100]])
     sums = modality_loss_sums(logits, labels, token_map)
     ce = [-(logits[0, i].log_softmax(-1)[labels[0, i + 1]]) for i in range(2)]
-    assert torch.allclose(sums, torch.stack([ce[0], torch.tensor(1.0), ce[1], torch.tensor(1.0)]), atol=1e-5)
+    # targets after the shift: 7 (a caption word), offset + 3 (an image token)
+    expected = torch.stack([ce[0], torch.tensor(1.0), ce[1], torch.tensor(1.0), ce[0], torch.tensor(1.0)])
+    assert torch.allclose(sums, expected, atol=1e-5)
+    # targets <doc> (text, but a format token, so not caption) and 7 (caption)
+    labels = torch.tensor([[7, token_map["doc_start"], 7, -100]])
+    sums = modality_loss_sums(logits, labels, token_map)
+    word = -(logits[0, 1].log_softmax(-1)[7])
+    assert sums[1] == 2
+    assert torch.allclose(sums[4:], torch.stack([word, torch.tensor(1.0)]), atol=1e-5)
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
@@ -249,6 +257,7 @@ def test_first_step_split_equals_hand_computation(oracle, tmp_path):
                          reduction="none").view_as(targets)
     image = token_map.is_image_token(targets)
     text = (targets != -100) & ~image
+    caption = text & (targets < token_map["doc_start"])  # the oracle's words; the format tokens come after them
     args = ModalitySplitTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=1,
                                           logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
                                           dataloader_drop_last=False)
@@ -258,6 +267,7 @@ def test_first_step_split_equals_hand_computation(oracle, tmp_path):
     log = trainer.state.log_history[0]
     assert log["image_loss"] == pytest.approx(float(ce[image].mean()), rel=1e-5)
     assert log["text_loss"] == pytest.approx(float(ce[text].mean()), rel=1e-5)
+    assert log["caption_loss"] == pytest.approx(float(ce[caption].mean()), rel=1e-5)
     assert log["text_tokens"] == int(text.sum()) and log["image_tokens"] == 8 * 64
 
 
@@ -350,6 +360,18 @@ def test_autoregressive_pipeline_round_trip_and_task(extended, tmp_path):
     again = reloaded(prompt, num_images_per_prompt=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0),
                      output_type="latent").images
     assert torch.equal(again, codes)
+    # prompts of different lengths are left-padded, and a padded row decodes as it would alone
+    ids, mask = pipe.encode_prompt(["a", "a " + OracleLanguage().words[40] + " ."])
+    assert mask[0].tolist() == [0, 0, 1, 1, 1, 1, 1] and mask[1].all() and ids[0, 0] == token_map["pad"]
+    alone, _ = pipe.encode_prompt(["a"])
+    with torch.no_grad():
+        padded_scores = model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False,
+                                       output_scores=True, return_dict_in_generate=True,
+                                       pad_token_id=token_map["pad"]).scores
+        alone_scores = model.generate(alone, attention_mask=torch.ones_like(alone), max_new_tokens=2,
+                                      do_sample=False, output_scores=True, return_dict_in_generate=True,
+                                      pad_token_id=token_map["pad"]).scores
+    assert all(torch.allclose(p[0], a[0], atol=1e-5) for p, a in zip(padded_scores, alone_scores))
     task = pipeline("text-to-image", model=str(tmp_path / "ar"))
     assert task(prompt[0]).size == (8, 8)
     with pytest.raises(ValueError, match="num_images_per_prompt"):

@@ -96,7 +96,7 @@ def contrastive_alignment(text_embeddings: torch.Tensor, caption_ids: torch.Long
         with torch.no_grad():
             logit_scale.clamp_(max=MAX_LOGIT_SCALE)
         losses.append(loss.item())
-        temperatures.append(float(1 / logit_scale.exp()))
+        temperatures.append(1 / logit_scale.exp().item())
     return AlignmentResult(image_rows.detach().clone(), losses, temperatures)
 
 

@@ -32,18 +32,23 @@ class ModalitySplitTrainingArguments(TrainingArguments):
 
 
 def modality_loss_sums(logits: torch.Tensor, labels: torch.LongTensor, token_map: ImageTokenMap) -> torch.Tensor:
-    """Next-token cross-entropy summed per modality: ``[text_sum, text_count, image_sum, image_count]``.
+    """Next-token cross-entropy summed per modality:
+    ``[text_sum, text_count, image_sum, image_count, caption_sum, caption_count]``.
 
     A scored position (label ≠ -100 after the causal shift) is an *image* position when its target is a codebook
-    token, a *text* position otherwise (caption words, the format tokens and text-only data)."""
+    token, a *text* position otherwise (caption words, the format tokens and text-only data). *Caption* positions
+    are the text positions whose target is not a format token (``<doc>`` … ``</doc>``, pad): the words alone, which
+    a pretrained LM already knows and the format tokens, new to it, would mask."""
     targets = labels[:, 1:]
     losses = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                              ignore_index=IGNORE_INDEX, reduction="none").view_as(targets)
     scored = targets != IGNORE_INDEX
     image = scored & token_map.is_image_token(targets)
     text = scored & ~image
+    formats = torch.tensor(sorted(token_map.special_ids.values()), device=targets.device)
+    caption = text & ~torch.isin(targets, formats)
     return torch.stack([losses[text].sum(), text.sum().to(losses.dtype), losses[image].sum(),
-                        image.sum().to(losses.dtype)])
+                        image.sum().to(losses.dtype), losses[caption].sum(), caption.sum().to(losses.dtype)])
 
 
 class ReplayBatchSampler(Sampler[list[int]]):
@@ -97,7 +102,8 @@ class ModalitySplitTrainer(Trainer):
     ``text_loss`` and ``image_loss`` (mean cross-entropy over the text / image tokens of the steps since the last
     log), their token counts and the token-weighted total ``token_loss`` — so
     ``text_loss·text_tokens + image_loss·image_tokens = token_loss·(text_tokens + image_tokens)``. Evaluation
-    reports ``eval_text_loss`` and ``eval_image_loss`` the same way. With ``text_replay_fraction > 0`` a fraction of
+    reports ``eval_text_loss`` and ``eval_image_loss`` the same way. ``caption_loss`` is the text loss without the
+    format tokens (see [`modality_loss_sums`]). With ``text_replay_fraction > 0`` a fraction of
     the batches come from ``replay_dataset`` (text-only ``input_ids`` examples).
     """
 
@@ -113,7 +119,7 @@ class ModalitySplitTrainer(Trainer):
         # gradient-accumulation normalisation (`num_items_in_batch`) must count `labels[..., 1:]`
         self._loss_shifts_labels = True
         self.replay_dataset = replay_dataset
-        self._sums = {"train": torch.zeros(4, dtype=torch.float64), "eval": torch.zeros(4, dtype=torch.float64)}
+        self._sums = {"train": torch.zeros(6, dtype=torch.float64), "eval": torch.zeros(6, dtype=torch.float64)}
 
     # ------------------------------------------------------------------ data
     def get_train_dataloader(self) -> DataLoader:
@@ -143,13 +149,15 @@ class ModalitySplitTrainer(Trainer):
         sums = self._sums[phase].to(self.args.device)
         if self.accelerator.num_processes > 1:
             sums = self.accelerator.reduce(sums, reduction="sum")
-        text_sum, text_n, image_sum, image_n = sums.tolist()
+        text_sum, text_n, image_sum, image_n, caption_sum, caption_n = sums.tolist()
         self._sums[phase].zero_()
         metrics = {f"{prefix}text_tokens": int(text_n), f"{prefix}image_tokens": int(image_n)}
         if text_n:
             metrics[f"{prefix}text_loss"] = text_sum / text_n
         if image_n:
             metrics[f"{prefix}image_loss"] = image_sum / image_n
+        if caption_n:
+            metrics[f"{prefix}caption_loss"] = caption_sum / caption_n
         if text_n + image_n:
             metrics[f"{prefix}token_loss"] = (text_sum + image_sum) / (text_n + image_n)
         return metrics
