@@ -227,7 +227,8 @@ def plot(payload: dict, path: Path) -> None:
         axes[0].plot(steps, [c["image_loss"] for c in row["curves"] if "image_loss" in c], label=row["variant"])
         key = "caption_loss" if any("caption_loss" in c for c in row["curves"]) else "text_loss"
         text = [c for c in row["curves"] if key in c and c.get("image_tokens", 0) > 0]
-        axes[1].plot([c["step"] for c in text], [c[key] for c in text], label=row["variant"])
+        label = row["variant"] + (" (with the replayed text)" if "replay" in row["variant"] else "")
+        axes[1].plot([c["step"] for c in text], [c[key] for c in text], label=label)
     axes[0].set(xlabel="step", ylabel="training loss on image tokens (nats)", title="image tokens (Figure 3/4)")
     axes[1].set(xlabel="step", ylabel="training loss on caption words (nats)", title="text tokens (Figure 4)",
                 yscale="log")
@@ -252,6 +253,16 @@ def save_grid(codes: torch.LongTensor, path: Path, per_class: int, rows: int = 4
     Image.fromarray(255 - pixels, mode="L").resize((10 * 8 * scale, rows * 8 * scale), Image.NEAREST).save(path)
 
 
+def masked_reference(masked, parameters: int, args) -> dict:
+    """The masked image pipeline (900 steps on the same images, English captions) at 4 and 16 steps."""
+    row = {"parameters": parameters, "train_steps": 900}
+    for guidance in (1.0, 3.0):
+        results = evaluate_digits_pipeline(masked, steps=(4, 16), per_class=args.per_class, seed=args.seed,
+                                           guidance_scale=guidance)
+        row[f"images_cfg{guidance:g}"] = {str(k): v for k, v in results.items()}
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrain-steps", type=int, default=1500)
@@ -265,6 +276,8 @@ def main() -> None:
     parser.add_argument("--pretrain-seed", type=int, default=0, help="seed of the language-model pre-training")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--skip-masked", action="store_true")
+    parser.add_argument("--only-masked", action="store_true",
+                        help="re-evaluate only the masked reference and update the JSON of --output")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--output", default="image_tokens_lm")
     args = parser.parse_args()
@@ -278,6 +291,11 @@ def main() -> None:
 
     masked = load_digits_pipeline()
     masked_params = count_parameters(masked.transformer) + count_parameters(masked.text_encoder)
+    if args.only_masked:
+        payload = json.loads((RESULTS / f"{args.output}.json").read_text())
+        payload["masked_reference"] = masked_reference(masked, masked_params, args)
+        write_json(args.output, payload)
+        return
     extended_vocab = len(oracle.tokenizer()) + 6 + NUM_LEVELS
     n_inner = matched_inner(oracle.tokenizer(), masked_params, extended_vocab)
     base, pretrain_info = pretrained_lm(oracle, oracle.tokenizer(), n_inner, args)
@@ -304,9 +322,7 @@ def main() -> None:
         write_json(args.output, payload)
 
     if not args.skip_masked:
-        results = evaluate_digits_pipeline(masked, steps=(4, 16), per_class=args.per_class, seed=args.seed)
-        payload["masked_reference"] = {"parameters": masked_params, "train_steps": 900,
-                                       "images_cfg3": {str(k): v for k, v in results.items()}}
+        payload["masked_reference"] = masked_reference(masked, masked_params, args)
     write_json(args.output, payload)
     plot(payload, RESULTS / f"{args.output}.png")
     if sample_codes is not None:
