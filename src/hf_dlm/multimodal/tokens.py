@@ -141,8 +141,9 @@ def add_image_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """Extend ``model`` and ``tokenizer`` (in place) with ``codebook_size`` image tokens and the format tokens.
 
     The six format tokens (and ``<pad>`` when the tokenizer has no pad token) are added as special tokens, then
-    ``<img0> … <img{K−1}>``; the model is resized with ``resize_token_embeddings``. Rows that existed keep their
-    values. New rows of the input embedding are ``image_embeddings`` for the codebook (e.g. from
+    ``<img0> … <img{K−1}>``; the model is resized with ``resize_token_embeddings``. Rows of the tokenizer's tokens
+    keep their values (rows past the tokenizer's vocabulary, the padding rows of a padded embedding, are reused for
+    the new tokens). New rows of the input embedding are ``image_embeddings`` for the codebook (e.g. from
     [`contrastive_alignment`], §3.2) or normal with std ``init_std`` (default: the std of the existing rows, so the
     new tokens start at the pretrained scale); format tokens are always drawn that way. An untied output layer's
     new rows are drawn the same way (std of its own existing rows); a tied head stays tied and so shares the input
