@@ -431,3 +431,34 @@ def test_bad_input_raises_clear_errors(oracle, extended):
     with pytest.raises(ValueError, match="codebook_size"):
         contrastive_alignment(torch.zeros(5, 4), torch.zeros(2, 1, dtype=torch.long),
                               torch.zeros(2, 3, dtype=torch.long), 0)
+
+
+def test_two_process_torchrun_reduces_the_split(tmp_path):
+    """Under DDP the logged token counts are summed over both ranks, and both ranks end with the same weights."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent / "scripts" / "ddp_modality_split.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                             "--master_port", str(port), str(script), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports[0]["world_size"] == 2
+    assert reports[0]["param_sum"] == pytest.approx(reports[1]["param_sum"], rel=1e-9)
+    logs = reports[0]["logs"]
+    assert len(logs) == 4 and reports[1]["logs"] == logs  # both ranks log the reduced values
+    # a step gives each rank one batch of 4 (batches are dealt to the ranks in turn): one rank's image batch holds
+    # 4 × 64 image tokens, so 512 in a log proves the sum over ranks
+    assert {h["image_tokens"] for h in logs} <= {0, 256, 512} and 512 in {h["image_tokens"] for h in logs}
+    # the first 8 batches of the replay sampler (48 examples, batch 4, fraction 0.25) hold 2 replay batches
+    assert sum(h["image_tokens"] for h in logs) == 6 * 4 * 64
