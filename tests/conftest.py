@@ -40,3 +40,24 @@ def tiny_llada() -> LLaDAModelLM:
 def tiny_dream() -> DreamModel:
     torch.manual_seed(0)
     return DreamModel(tiny_dream_config()).eval()
+
+
+def run_torchrun(script_name: str, *args: str, timeout: int = 400):
+    """Run ``tests/scripts/<script_name>`` under ``torchrun --nproc_per_node 2`` on a free local port (so parallel
+    or back-to-back runs never collide); fails the test with the processes' output when it does not exit 0."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent / "scripts" / script_name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                             "--master_port", str(port), str(script), *map(str, args)],
+                            env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    return result

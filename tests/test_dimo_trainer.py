@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_llada_config
+from conftest import run_torchrun, tiny_llada_config
 
 from hf_dlm import LLaDAModelLM, MaskedImageTransformer
 from hf_dlm.training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
@@ -194,22 +194,8 @@ def test_bad_input_raises_clear_errors(tmp_path):
 def test_two_process_torchrun(tmp_path, mode):
     """Both ranks end with the same generator and auxiliary (gradients are averaged across processes)."""
     import json
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = Path(__file__).parent / "scripts" / "ddp_dimo.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                             "--master_port", str(port), str(script), str(tmp_path), mode],
-                            env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    run_torchrun("ddp_dimo.py", tmp_path, mode)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for report in reports:
         assert report["world_size"] == 2 and report["steps"] == 3

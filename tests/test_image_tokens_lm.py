@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_torchrun
 from transformers import GPT2Config, GPT2LMHeadModel, pipeline
 
 from hf_dlm.evaluation.digits import digits_vqvae, load_digits_task
@@ -436,22 +437,8 @@ def test_bad_input_raises_clear_errors(oracle, extended):
 def test_two_process_torchrun_reduces_the_split(tmp_path):
     """Under DDP the logged token counts are summed over both ranks, and both ranks end with the same weights."""
     import json
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = Path(__file__).parent / "scripts" / "ddp_modality_split.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                             "--master_port", str(port), str(script), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    run_torchrun("ddp_modality_split.py", tmp_path)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert reports[0]["world_size"] == 2
     assert reports[0]["param_sum"] == pytest.approx(reports[1]["param_sum"], rel=1e-9)

@@ -1,14 +1,10 @@
 """The masked-diffusion objective by hand, training on the oracle corpus, LoRA and 2-process DDP."""
 
 import math
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_torchrun
 
 from hf_dlm.training import (MaskedDiffusionSFTCollator, MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments,
                              TokenIdsDataset, forward_process, pretraining_loss, sft_loss)
@@ -141,15 +137,6 @@ def test_lora_training_updates_only_adapters(oracle_setup, tmp_path):
 
 
 def test_two_process_torchrun(tmp_path):
-    script = Path(__file__).parent / "scripts" / "ddp_train.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    with socket.socket() as sock:  # a free port, so parallel or back-to-back runs never collide
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                             "--master_port", str(port), str(script),
-                             str(tmp_path)], env=env, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    run_torchrun("ddp_train.py", tmp_path)
     report = (tmp_path / "report.txt").read_text().split()
     assert report[0] == "2" and int(report[1]) == 6  # world size, optimizer steps
