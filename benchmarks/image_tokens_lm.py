@@ -50,7 +50,7 @@ from hf_dlm.multimodal import (ImageTextCollator, ImageTokenMap, ModalitySplitTr
                                ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment,
                                forgetting_probe, nearest_text_tokens)
 from hf_dlm.pipelines import AutoregressiveImagePipeline  # noqa: E402
-from hf_dlm.pipelines.digits import evaluate_digits_pipeline, load_digits_pipeline  # noqa: E402
+from hf_dlm.pipelines.digits import evaluate_digits_pipeline, load_digits_pipeline, render_digit_grid  # noqa: E402
 
 SEQ_LEN = 64  # words per pre-training sequence
 GRID = (8, 8)
@@ -245,14 +245,6 @@ def plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def save_grid(codes: torch.LongTensor, path: Path, per_class: int, rows: int = 4, scale: int = 8) -> None:
-    from PIL import Image
-
-    grid = codes.view(10, per_class, 8, 8)[:, :rows].permute(1, 2, 0, 3).reshape(rows * 8, 10 * 8)
-    pixels = (grid.float() / (NUM_LEVELS - 1) * 255).round().byte().numpy()
-    Image.fromarray(255 - pixels, mode="L").resize((10 * 8 * scale, rows * 8 * scale), Image.NEAREST).save(path)
-
-
 def masked_reference(masked, parameters: int, args) -> dict:
     """The masked image pipeline (900 steps on the same images, English captions) at 4 and 16 steps."""
     row = {"parameters": parameters, "train_steps": 900}
@@ -326,7 +318,9 @@ def main() -> None:
     write_json(args.output, payload)
     plot(payload, RESULTS / f"{args.output}.png")
     if sample_codes is not None:
-        save_grid(sample_codes, RESULTS / f"{args.output}_samples.png", args.per_class, rows=min(4, args.per_class))
+        rows = min(4, args.per_class)  # codes are grouped by class: take the first `rows` of each, row-major
+        grid = sample_codes.view(10, args.per_class, -1)[:, :rows].transpose(0, 1).reshape(rows * 10, -1)
+        render_digit_grid(grid, RESULTS / f"{args.output}_samples.png", rows)
     header = ["variant", "params", "held-out image loss", "held-out text loss", "class (cfg 3)", "FD (cfg 3)",
               "text NLL after", "gen-PPL after"]
     table = [[r["variant"], r["parameters"], r["heldout_after"]["image_loss"], r["heldout_after"]["text_loss"],

@@ -167,11 +167,12 @@ class ModalitySplitTrainer(Trainer):
             logs.update(self._split_metrics("train"))
         super().log(logs, start_time)
 
-    def evaluation_loop(self, *args, **kwargs):
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix: str = "eval"):
         self._sums["eval"].zero_()
-        output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-        output.metrics.update(self._split_metrics("eval", f"{prefix}_"))
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        output.metrics.update(self._split_metrics("eval", f"{metric_key_prefix}_"))
         return output
 
 

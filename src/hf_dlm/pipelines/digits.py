@@ -150,12 +150,18 @@ def evaluate_digits_pipeline(pipe: MaskedImagePipeline, steps: tuple[int, ...] =
 def save_digit_grid(pipe: MaskedImagePipeline, path: str | Path, num_inference_steps: int = 16, rows: int = 4,
                     guidance_scale: float = 3.0, seed: int = 0, scale: int = 8) -> Path:
     """A PNG with one column per digit ("zero" … "nine") and ``rows`` samples each, upscaled ``scale``×."""
-    from PIL import Image
 
     pipe.set_progress_bar_config(disable=True)
     labels = [label for _ in range(rows) for label in range(10)]
-    tokens = generate_digits(pipe, labels, num_inference_steps, guidance_scale, seed).view(rows, 10, 8, 8)
-    pixels = (tokens.float() / (NUM_LEVELS - 1) * 255).round().byte()
+    tokens = generate_digits(pipe, labels, num_inference_steps, guidance_scale, seed)
+    return render_digit_grid(tokens, path, rows, scale)
+
+
+def render_digit_grid(tokens: torch.Tensor, path: str | Path, rows: int, scale: int = 8) -> Path:
+    """A PNG of ``rows`` × 10 grey-level images: ``tokens`` (rows·10, 64) in row-major order, upscaled ``scale``×."""
+    from PIL import Image
+
+    pixels = (tokens.view(rows, 10, 8, 8).float() / (NUM_LEVELS - 1) * 255).round().byte()
     grid = pixels.permute(0, 2, 1, 3).reshape(rows * 8, 10 * 8).numpy()
     image = Image.fromarray(255 - grid, mode="L").resize((10 * 8 * scale, rows * 8 * scale), Image.NEAREST)
     path = Path(path)
@@ -166,4 +172,4 @@ def save_digit_grid(pipe: MaskedImagePipeline, path: str | Path, num_inference_s
 
 __all__ = ["build_digits_pipeline", "caption_tokenizer", "evaluate_digits_pipeline", "generate_digits",
            "load_digits_pipeline",
-           "save_digit_grid", "train_digits_pipeline"]
+           "render_digit_grid", "save_digit_grid", "train_digits_pipeline"]
