@@ -24,6 +24,7 @@ class _Repo:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.commits: list[str] = [hashlib.sha1(b"initial").hexdigest()]
+        self.commit_files: list[list[str]] = [[]]  # the paths each commit added or changed
 
     @property
     def head(self) -> str:
@@ -31,7 +32,8 @@ class _Repo:
 
 
 class HubServer:
-    """The server and its state: ``repos`` maps ``org/name`` to its files and commit ids."""
+    """The server and its state: ``repos`` maps ``org/name`` to its files, its commit ids and the paths each commit
+    wrote (``commit_files``)."""
 
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
@@ -106,6 +108,7 @@ class HubServer:
                     repo = server.repos.get(repo_id)
                     if repo is None:
                         return self._missing("RepoNotFound")
+                    touched = []
                     for line in body.splitlines():
                         if not line.strip():
                             continue
@@ -113,6 +116,7 @@ class HubServer:
                         value = item.get("value", {})
                         if item.get("key") == "file":
                             content = value["content"]
+                            touched.append(value["path"])
                             repo.files[value["path"]] = (base64.b64decode(content)
                                                          if value.get("encoding") == "base64" else content.encode())
                         elif item.get("key") in ("deletedFile", "deletedFolder"):
@@ -126,6 +130,7 @@ class HubServer:
                     for name in sorted(repo.files):
                         digest.update(name.encode() + hashlib.sha1(repo.files[name]).digest())
                     repo.commits.append(digest.hexdigest())
+                    repo.commit_files.append(sorted(touched))
                     oid = repo.head
                 return self._json(200, {"commitUrl": f"{server.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                         "pullRequestUrl": None})

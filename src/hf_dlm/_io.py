@@ -21,6 +21,12 @@ def save_atomically(output_dir: str | Path, *objects: Any, extra_files: dict[str
             obj.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text)
+        if objects and (staging / "README.md").is_file():
+            # an hf-dlm card was written under the staging folder's name and before the tokenizer was saved:
+            # rewrite it for the final name, with a snippet that loads the tokenizer when there is one
+            from .hub.cards import write_model_card
+
+            write_model_card(objects[0], staging, repo_id=output_dir.name)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)

@@ -1,6 +1,7 @@
 """Run by tests/test_hub_push.py with HF_ENDPOINT pointing at the test Hub server (tests/hub_server.py): push a
-diffusion LM with its tokenizer, a Quant-dLLM checkpoint and an image pipeline with ``push_to_hub``, load each back
-by id from an empty cache and compare outputs. Prints "ok" when everything matched."""
+diffusion LM with its tokenizer, a Quant-dLLM checkpoint and an image pipeline with ``push_to_hub`` (one commit
+each, card included), load each back by id from an empty cache and compare outputs. Prints "ok" when everything
+matched."""
 
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent.parent))
 import hf_dlm  # noqa: E402,F401
 from conftest import tiny_llada_config  # noqa: E402
+from huggingface_hub import ModelCard  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from hf_dlm import LLaDAModelLM, QuantDLLMConfig, QuantDLLMQuantizer  # noqa: E402
@@ -25,8 +27,9 @@ torch.manual_seed(0)
 model = LLaDAModelLM(tiny_llada_config(vocab_size=len(tokenizer), embedding_size=len(tokenizer),
                                        mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
                                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)).eval()
-model.push_to_hub("hf-dlm-test/tiny-llada")
-tokenizer.push_to_hub("hf-dlm-test/tiny-llada")
+model.push_to_hub("hf-dlm-test/tiny-llada", tokenizer=tokenizer)  # weights, configs, tokenizer, card: one commit
+card = ModelCard.load("hf-dlm-test/tiny-llada")
+assert card.data.library_name == "hf-dlm" and 'from_pretrained("hf-dlm-test/tiny-llada")' in card.content
 loaded = AutoModelForCausalLM.from_pretrained("hf-dlm-test/tiny-llada").eval()
 assert AutoTokenizer.from_pretrained("hf-dlm-test/tiny-llada").mask_token_id == tokenizer.mask_token_id
 with torch.no_grad():

@@ -17,6 +17,7 @@ from transformers.generation.streamers import BaseStreamer
 from ..multimodal.constraints import ImageSpanLogitsProcessor
 from ..multimodal.data import check_vq_model, prompt_ids
 from ..multimodal.tokens import ImageTokenMap
+from ._sharing import PipelineSharingMixin
 from ._vq import decode_token_grid
 
 logger = logging.get_logger(__name__)
@@ -37,7 +38,7 @@ class _ProgressStreamer(BaseStreamer):
         return None
 
 
-class AutoregressiveImagePipeline(DiffusionPipeline):
+class AutoregressiveImagePipeline(PipelineSharingMixin, DiffusionPipeline):
     """Generates images autoregressively with ``language_model`` (a transformers causal LM whose config carries
     ``image_tokens``, see [`add_image_tokens`]), its ``tokenizer`` and the ``vqvae`` whose codebook it models.
 
@@ -52,13 +53,6 @@ class AutoregressiveImagePipeline(DiffusionPipeline):
         self.register_modules(language_model=language_model, tokenizer=tokenizer, vqvae=vqvae)
         self.vae_scale_factor = 2 ** (len(vqvae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
-
-    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        """diffusers' ``save_pretrained`` plus the marker ``config.json`` that ``pipeline("text-to-image")`` reads."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        from .text_to_image import MaskedImagePipelineConfig
-
-        MaskedImagePipelineConfig().save_pretrained(save_directory)
 
     @property
     def token_map(self) -> ImageTokenMap:

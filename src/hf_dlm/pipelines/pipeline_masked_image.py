@@ -11,12 +11,13 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 
 from ..generation.initial_state import DiMOInitialState, embedding_noise
+from ._sharing import PipelineSharingMixin
 from ._vq import decode_token_grid
 
 logger = logging.get_logger(__name__)
 
 
-class MaskedImagePipeline(DiffusionPipeline):
+class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
     """Generates images by iterative parallel decoding of VQ tokens.
 
     Components: ``vqvae`` (diffusers ``VQModel``), ``transformer`` (our ``MaskedImageTransformer`` or diffusers'
@@ -36,14 +37,6 @@ class MaskedImagePipeline(DiffusionPipeline):
                               scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(self.vqvae.config.block_out_channels) - 1) if vqvae is not None else 1
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
-
-    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        """diffusers' ``save_pretrained``, plus a marker ``config.json`` so that
-        ``transformers.pipeline("text-to-image", model=<folder>)`` resolves the folder (see ``text_to_image.py``)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        from .text_to_image import MaskedImagePipelineConfig
-
-        MaskedImagePipelineConfig().save_pretrained(save_directory)
 
     # ------------------------------------------------------------------ inputs
     @property

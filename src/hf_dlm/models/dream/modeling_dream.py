@@ -20,6 +20,7 @@ from ...denoiser import shift_logits_to_tokens
 from ...generation.mixin import MaskedDiffusionGenerationMixin
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .configuration_dream import DreamConfig
+from .._sharing import HubSharingMixin
 
 
 _DREAM_ALGORITHMS = {"origin": "origin", "maskgit_plus": "low_confidence", "topk_margin": "margin",
@@ -71,7 +72,7 @@ class DreamDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
-class DreamPreTrainedModel(PreTrainedModel):
+class DreamPreTrainedModel(HubSharingMixin, PreTrainedModel):
     config_class = DreamConfig
     config: DreamConfig
     base_model_prefix = "model"

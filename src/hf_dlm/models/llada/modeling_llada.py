@@ -19,6 +19,7 @@ from ...modules.ngram import NgramEmbedding, NgramIdCache
 from ...modules.ngram.embedding import warn_if_over_budget
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .configuration_llada import LLaDAConfig
+from .._sharing import HubSharingMixin
 
 
 class LLaDABlock(GradientCheckpointingLayer, AttentionHeads):
@@ -51,7 +52,7 @@ class LLaDABlock(GradientCheckpointingLayer, AttentionHeads):
         return hidden_states + self.ff_out(self.act(self.ff_proj(h)) * self.up_proj(h))
 
 
-class LLaDAPreTrainedModel(PreTrainedModel):
+class LLaDAPreTrainedModel(HubSharingMixin, PreTrainedModel):
     config_class = LLaDAConfig
     config: LLaDAConfig
     base_model_prefix = "model"

@@ -1,4 +1,4 @@
-"""Sharing through the Hugging Face Hub: offline hub ids for saved artifacts.
+"""Offline hub ids for saved artifacts.
 
 ``add_to_cache(folder, repo_id)`` puts a folder written by ``save_pretrained`` (a transformers model or a diffusers
 pipeline) into the local Hub cache layout — ``models--{org}--{name}/snapshots/<commit>/…`` with ``refs/<revision>``

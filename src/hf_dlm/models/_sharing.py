@@ -1,0 +1,50 @@
+"""``save_pretrained`` / ``push_to_hub`` of our transformers models: the model card, ``auto_map`` and one-commit pushes.
+
+Mixed in before ``PreTrainedModel``. The card and push logic live in ``hf_dlm.hub`` (imported when called, so the
+models never import the sharing code at import time).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+_HUB_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "token", "revision", "create_pr")
+
+
+class HubSharingMixin:
+    """Adds to transformers' saving: ``README.md`` (the hf-dlm model card), ``hf_dlm_auto.py`` with ``auto_map``
+    in ``config.json`` (users without the plugin are told to install it), and a ``push_to_hub`` that uploads
+    weights, configs, generation config, card (and optionally the tokenizer) in one commit."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, push_to_hub: bool = False,
+                        **kwargs: Any) -> None:
+        from ..hub.cards import write_model_card
+        from ..hub.remote_code import set_auto_map, write_remote_code_module
+
+        hub_kwargs = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
+        set_auto_map(self.config)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_remote_code_module(self.config.model_type, save_directory)
+            write_model_card(self, save_directory)
+        if push_to_hub:
+            from ..hub.push import push_to_hub as push
+
+            push(Path(save_directory), hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, *, tokenizer: Any = None, commit_message: str | None = None,
+                    commit_description: str | None = None, private: bool | None = None,
+                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
+                    max_shard_size: int | str | None = "50GB", tags: list[str] | None = None) -> Any:
+        """Upload the model (and ``tokenizer``, if given) with its card to ``repo_id`` in one commit; returns the
+        ``CommitInfo``. ``tags`` are added to the card's tags."""
+        from ..hub.cards import set_card_metadata
+        from ..hub.push import push_to_hub as push
+
+        if tags:
+            set_card_metadata(self, tags=tags)
+        return push(self, repo_id, tokenizer=tokenizer, commit_message=commit_message,
+                    commit_description=commit_description, private=private, token=token, revision=revision,
+                    create_pr=create_pr, max_shard_size=max_shard_size)
