@@ -254,3 +254,17 @@ def test_auto_map_tells_users_without_the_plugin_what_to_install(artifacts, tmp_
                              str(folder)], env=env, capture_output=True, text=True, timeout=300,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr[-4000:]
+
+
+def test_dream_card_and_auto_map(tmp_path):
+    from conftest import tiny_dream_config
+
+    from hf_dlm import DreamModel
+
+    model = DreamModel(tiny_dream_config()).eval()
+    model.save_pretrained(tmp_path / "dream")
+    card = ModelCard.load(tmp_path / "dream" / "README.md")
+    assert card_kind(model) == "diffusion-lm" and "Dream" in card.data.tags
+    assert "@misc{ye2025dream" in card.content
+    config = json.loads((tmp_path / "dream" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForMaskedLM"] == "hf_dlm_auto.DreamForMaskedLM"

@@ -103,14 +103,14 @@ def card_kind(artifact: Any) -> str:
     model_type = getattr(config, "model_type", None)
     if model_type == "logit_fm":
         return "logit-fm"
-    if model_type in ("llada", "dream"):
+    if model_type in ("llada", "Dream"):
         return "diffusion-lm"
     raise ValueError(f"hf-dlm writes model cards for its diffusion LMs, Di[M]O generators, Quant-dLLM checkpoints, "
                      f"Logit-FM models and image pipelines; got a {type(artifact).__name__} "
                      f"(model_type {model_type!r}).")
 
 
-def _looks_like_hub_id(name: Any) -> bool:
+def looks_like_hub_id(name: Any) -> bool:
     if not isinstance(name, str) or "/" not in name or name.startswith((".", "/", "~")) or os.path.exists(name):
         return False
     try:
@@ -133,7 +133,7 @@ def set_card_metadata(artifact: Any, *, base_model: str | None = None,
 
     ``eval_results`` are added to (and replace same-metric entries of) those already attached; ``base_model`` is the
     teacher (Di[M]O) or full-precision model (Quant-dLLM) as a Hub id; ``tags`` are extra Hub tags."""
-    if base_model is not None and not _looks_like_hub_id(base_model):
+    if base_model is not None and not looks_like_hub_id(base_model):
         raise ValueError(f"`base_model` must be a Hub id such as 'org/name', got {base_model!r}.")
     info = dict(getattr(artifact, "_hf_dlm_card", None) or {})
     if base_model is not None:
@@ -222,7 +222,8 @@ def _image_settings(pipe: Any) -> dict[str, Any]:
 
 def _text_usage(repo_id: str, kind: str, has_tokenizer: bool, prompt: str, model: Any) -> str:
     if kind == "distilled-generator":
-        arguments, note = "", "# one denoiser call: the saved generation config has steps=1 and the Di[M]O initial state\n"
+        arguments = ""
+        note = "# one denoiser call: the saved generation config has steps=1 and the Di[M]O initial state\n"
     elif kind == "logit-fm":
         arguments, note = ', max_new_tokens=32, scheme="randomized", num_steps=32', ""
     else:
@@ -282,7 +283,7 @@ def _citations(artifact: Any, kind: str) -> str:
         keys.append("image_tokens_lm" if type(artifact).__name__ == "AutoregressiveImagePipeline" else "maskgit")
     else:
         model_type = getattr(artifact.config, "model_type", None)
-        keys.append({"llada": "llada", "dream": "dream", "logit_fm": "logit_fm"}.get(model_type, "llada"))
+        keys.append({"llada": "llada", "Dream": "dream", "logit_fm": "logit_fm"}.get(model_type, "llada"))
     if kind == "distilled-generator":
         keys.append("dimo")
     if kind == "quant-dllm":
@@ -302,7 +303,7 @@ def card_context(artifact: Any, *, repo_id: str, kind: str | None = None, has_to
         base_model = info.get("base_model")
     if base_model is None and kind in ("distilled-generator", "quant-dllm"):
         source = _source_name(artifact)
-        base_model = source if _looks_like_hub_id(source) else None
+        base_model = source if looks_like_hub_id(source) else None
     is_pipe = _is_pipeline(artifact)
     fields: dict[str, Any] = {"repo_id": repo_id, "model_name": repo_id.split("/")[-1], "install": INSTALL,
                               "base_model": base_model, "kind": kind, "modality": "image" if is_pipe else "text"}
@@ -333,8 +334,8 @@ def card_context(artifact: Any, *, repo_id: str, kind: str | None = None, has_to
 
         report = quantization_report(artifact)
         fields["summary"] = "\n".join(line for line in fields["summary"].splitlines() if "parameters:" not in line)
-        fields["summary"] += (f"\n- stored size: {report['model_bytes']:,} bytes, of which {report['quantized_bytes']:,} "
-                              f"in the {len(report['modules'])} quantized linear layers")
+        fields["summary"] += (f"\n- stored size: {report['model_bytes']:,} bytes, of which "
+                              f"{report['quantized_bytes']:,} in the {len(report['modules'])} quantized linear layers")
         quantization = _config_dict(artifact.config.quantization_config)
         fields["quantization_config"] = _json_block(quantization)
         bits = float(report["bits_per_weight"])

@@ -20,7 +20,7 @@ MODULE = "hf_dlm_auto"
 AUTO_CLASSES: dict[str, dict[str, str]] = {
     "llada": {"AutoConfig": "LLaDAConfig", "AutoModel": "LLaDAModelLM", "AutoModelForCausalLM": "LLaDAModelLM",
               "AutoModelForMaskedLM": "LLaDAModelLM"},
-    "dream": {"AutoConfig": "DreamConfig", "AutoModel": "DreamModel", "AutoModelForCausalLM": "DreamModel",
+    "Dream": {"AutoConfig": "DreamConfig", "AutoModel": "DreamModel", "AutoModelForCausalLM": "DreamModel",
               "AutoModelForMaskedLM": "DreamForMaskedLM"},
     "logit_fm": {"AutoConfig": "LogitFMConfig", "AutoModel": "LogitFMModel", "AutoModelForCausalLM": "LogitFMModel"},
 }
@@ -34,9 +34,9 @@ def auto_map_for(model_type: str) -> dict[str, str] | None:
 
 def module_source(model_type: str) -> str:
     names = sorted(set(AUTO_CLASSES[model_type].values()))
-    return (f'"""The classes of this checkpoint live in the hf-dlm library: `pip install hf-dlm`, then `import hf_dlm`\n'
-            f'before loading (no `trust_remote_code` needed). This module only lets `trust_remote_code=True` find\n'
-            f'them, or tells you what to install."""\n\n'
+    return ('"""The classes of this checkpoint live in the hf-dlm library: `pip install hf-dlm`, then\n'
+            '`import hf_dlm` before loading (no `trust_remote_code` needed). This module only lets\n'
+            '`trust_remote_code=True` find them, or tells you what to install."""\n\n'
             f"import hf_dlm\n"
             f"from hf_dlm import {', '.join(names)}\n\n"
             f"__all__ = {names!r}\n")

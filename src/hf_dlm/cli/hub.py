@@ -1,0 +1,100 @@
+"""``hf-dlm push``, ``hf-dlm card`` and ``hf-dlm add-to-cache``: sharing saved artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_parsers(commands) -> None:
+    push = commands.add_parser(
+        "push", help="upload a saved model or pipeline folder to the Hub in one commit, card included",
+        description="Upload a folder written by save_pretrained (weights, configs, generation config, tokenizer, "
+                    "card) to REPO_ID in one commit. The card's snippet is pointed at REPO_ID; a folder without an "
+                    "hf-dlm card gets one. HF_ENDPOINT and HF_TOKEN choose the Hub and the account.\n\nexamples:\n"
+                    "  hf-dlm push outputs/demo my-org/tiny-llada\n"
+                    "  hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit --private --commit-message \"2-bit\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    push.add_argument("folder", help="a folder written by save_pretrained")
+    push.add_argument("repo_id", help="org/name on the Hub")
+    push.add_argument("--commit-message", default=None)
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--revision", default=None, help="branch to push to (created if missing)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    push.set_defaults(run=run_push)
+
+    card = commands.add_parser(
+        "card", help="write (or refresh) the model card of a saved folder, with measured metrics",
+        description="Write FOLDER/README.md: the hf-dlm card of the model or pipeline saved there. Metrics already "
+                    "in the folder's card are kept; --benchmark adds the rows a benchmarks/ JSON measured.\n\n"
+                    "examples:\n"
+                    "  hf-dlm card outputs/demo --repo-id my-org/tiny-llada\n"
+                    "  hf-dlm card outputs/dimo/generator --benchmark benchmarks/results/dimo.json "
+                    "--row \"Di[M]O student (lora, fkl)\" --steps 1\n"
+                    "  hf-dlm card outputs/demo-2bit --base-model my-org/tiny-llada --template my_card.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    card.add_argument("folder", help="a folder written by save_pretrained")
+    card.add_argument("--repo-id", default=None, help="the hub id the usage snippet loads (default: folder name)")
+    card.add_argument("--benchmark", default=None, help="a benchmarks/results JSON file to quote metrics from")
+    card.add_argument("--row", default=None, help="the benchmark row (its `model` / `variant` label)")
+    card.add_argument("--steps", type=int, default=None, help="the row's steps / nfe, when several rows match")
+    card.add_argument("--base-model", default=None, help="hub id of the teacher or full-precision model")
+    card.add_argument("--template", default=None, help="a custom Jinja card template")
+    card.add_argument("--print", action="store_true", dest="print_card", help="also print the card")
+    card.set_defaults(run=run_card)
+
+    cache = commands.add_parser(
+        "add-to-cache", help="put a saved model or pipeline folder into the local Hub cache under a hub id",
+        description="Copy a folder written by save_pretrained into the Hub cache so that from_pretrained(REPO_ID) "
+                    "loads it with HF_HUB_OFFLINE=1.\n\nexample:\n  hf-dlm add-to-cache outputs/demo my-org/tiny-llada"
+                    "\n  HF_HUB_OFFLINE=1 python -c \"import hf_dlm; from transformers import AutoModelForCausalLM; "
+                    "AutoModelForCausalLM.from_pretrained('my-org/tiny-llada')\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache.add_argument("folder", help="a folder written by save_pretrained")
+    cache.add_argument("repo_id", help="the hub id to load it by, e.g. my-org/tiny-llada")
+    cache.add_argument("--revision", default="main", help="branch name the id resolves to (default: main)")
+    cache.add_argument("--cache-dir", default=None, help="Hub cache folder (default: HF_HUB_CACHE)")
+    cache.set_defaults(run=run_add_to_cache)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from ..hub import push_to_hub
+
+    info = push_to_hub(args.folder, args.repo_id, commit_message=args.commit_message, private=args.private or None,
+                       revision=args.revision, create_pr=args.create_pr)
+    print(info.commit_url)
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from huggingface_hub import ModelCard
+
+    from ..hub import artifact_kind, eval_results_from_benchmark, load_artifact, set_card_metadata, write_model_card
+    from ..hub.cards import LIBRARY_NAME
+
+    artifact_kind(args.folder)
+    if (args.benchmark is None) != (args.row is None):
+        raise ValueError("`--benchmark` and `--row` go together.")
+    results = []
+    if args.benchmark is not None:  # checked before the (possibly large) artifact is loaded
+        results = eval_results_from_benchmark(args.benchmark, args.row, steps=args.steps)
+    existing = os.path.join(args.folder, "README.md")
+    kept = []
+    if os.path.isfile(existing):
+        card = ModelCard.load(existing)
+        if card.data.library_name == LIBRARY_NAME:
+            kept = card.data.eval_results or []
+    artifact = load_artifact(args.folder)
+    set_card_metadata(artifact, base_model=args.base_model, eval_results=[*kept, *results])
+    path = write_model_card(artifact, args.folder, repo_id=args.repo_id, template=args.template)
+    if args.print_card:
+        print(open(path).read())
+    print(path)
+    return 0
+
+
+def run_add_to_cache(args: argparse.Namespace) -> int:
+    from ..hub import add_to_cache
+
+    print(add_to_cache(args.folder, args.repo_id, revision=args.revision, cache_dir=args.cache_dir))
+    return 0
