@@ -42,6 +42,23 @@ def tiny_dream() -> DreamModel:
     return DreamModel(tiny_dream_config()).eval()
 
 
+# Quant-dLLM settings small enough for a 64-wide, 2-block LLaDA in a test
+TINY_QUANT = {"block_size": 16, "abmp_fraction": 0.25, "num_calibration_sequences": 8, "calibration_seq_len": 24,
+              "mcs_timesteps": 2, "rsr_iterations": 3, "calibration_batch_size": 4}
+
+
+def tiny_quantized_llada() -> LLaDAModelLM:
+    """A tiny LLaDA quantized with Quant-dLLM on random calibration ids (seeded: the same weights every call)."""
+    from hf_dlm import QuantDLLMConfig, QuantDLLMQuantizer
+
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config()).eval()
+    QuantDLLMQuantizer(QuantDLLMConfig(**TINY_QUANT)).quantize_model(
+        model, calibration_data=torch.randint(0, 90, (8, 24), generator=torch.Generator().manual_seed(0)),
+        show_progress=False)
+    return model
+
+
 def run_torchrun(script_name: str, *args: str, timeout: int = 150, attempts: int = 2):
     """Run ``tests/scripts/<script_name>`` under ``torchrun --nproc_per_node 2`` on a free local port; fails the test
     with the processes' output when it does not exit 0.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_llada_config
+from conftest import TINY_QUANT, tiny_llada_config
 from huggingface_hub import ModelCard
 from PIL import Image
 
@@ -158,16 +158,14 @@ def test_quantize_matches_the_library(text_model, oracle, tmp_path, capsys):
     folder, _, tokenizer = text_model
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(tokenizer.decode(row) for row in oracle.sample(16, 30, seed=0).tolist()))
-    flags = {"block_size": 16, "abmp_fraction": 0.25, "num_calibration_sequences": 8, "calibration_seq_len": 24,
-             "mcs_timesteps": 2, "rsr_iterations": 3, "calibration_batch_size": 4}
-    argv = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_QUANT.items()]
     assert main(["quantize", str(folder), str(tmp_path / "q"), "--calibration", str(corpus), *argv]) == 0
     assert "bits per weight" in capsys.readouterr().out
     from transformers import AutoModelForCausalLM
 
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "q").eval()
     reference = AutoModelForCausalLM.from_pretrained(folder).eval()
-    QuantDLLMQuantizer(QuantDLLMConfig(**flags)).quantize_model(reference, tokenizer=tokenizer,
+    QuantDLLMQuantizer(QuantDLLMConfig(**TINY_QUANT)).quantize_model(reference, tokenizer=tokenizer,
                                                                 calibration_data=str(corpus), show_progress=False)
     ids = torch.randint(0, 90, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

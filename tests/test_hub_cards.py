@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llada_config
+from conftest import tiny_llada_config, tiny_quantized_llada
 from huggingface_hub import EvalResult, ModelCard
 
-from hf_dlm import LLaDAModelLM, LogitFMConfig, LogitFMModel, QuantDLLMConfig, QuantDLLMQuantizer
+from hf_dlm import LLaDAModelLM, LogitFMConfig, LogitFMModel
 from hf_dlm._io import save_atomically
 from hf_dlm.evaluation.oracle import OracleLanguage
 from hf_dlm.hub import (KINDS, CardTemplateError, add_to_cache, card_kind, check_template,
@@ -43,17 +43,6 @@ def _oracle_llada(tokenizer) -> LLaDAModelLM:
                                           bos_token_id=tokenizer.bos_token_id)).eval()
 
 
-def _quantized() -> LLaDAModelLM:
-    torch.manual_seed(0)
-    model = LLaDAModelLM(tiny_llada_config()).eval()
-    QuantDLLMQuantizer(QuantDLLMConfig(block_size=16, abmp_fraction=0.25, num_calibration_sequences=8,
-                                       calibration_seq_len=24, mcs_timesteps=2, rsr_iterations=3,
-                                       calibration_batch_size=4)).quantize_model(
-        model, calibration_data=torch.randint(0, 90, (8, 24), generator=torch.Generator().manual_seed(0)),
-        show_progress=False)
-    return model
-
-
 def _distilled(tmp_path, tokenizer) -> LLaDAModelLM:
     teacher = _oracle_llada(tokenizer)
     teacher.config._name_or_path = "hf-dlm-test/teacher"  # as if loaded by id: the card names it as base_model
@@ -79,7 +68,7 @@ def artifacts(tmp_path_factory):
     built = {
         "diffusion-lm": (_oracle_llada(tokenizer), tokenizer),
         "distilled-generator": (_distilled(tmp, tokenizer), tokenizer),
-        "quant-dllm": (_quantized(), None),
+        "quant-dllm": (tiny_quantized_llada(), None),
         "logit-fm": (LogitFMModel(LogitFMConfig(vocab_size=30, hidden_size=32, num_hidden_layers=1,
                                                 num_attention_heads=2)).eval(), None),
         "image-pipeline": (build_digits_pipeline(hidden_size=32, num_layers=1, text_hidden_size=32), None),

@@ -10,11 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 import hf_dlm  # noqa: E402,F401
-from conftest import tiny_llada_config  # noqa: E402
+from conftest import tiny_llada_config, tiny_quantized_llada  # noqa: E402
 from huggingface_hub import ModelCard  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from hf_dlm import LLaDAModelLM, QuantDLLMConfig, QuantDLLMQuantizer  # noqa: E402
+from hf_dlm import LLaDAModelLM  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
 from hf_dlm.pipelines import MaskedImagePipeline  # noqa: E402
 from hf_dlm.pipelines.digits import build_digits_pipeline  # noqa: E402
@@ -39,13 +39,7 @@ assert torch.equal(loaded.generate(prompt, max_new_tokens=8, steps=4, block_leng
                    model.generate(prompt, max_new_tokens=8, steps=4, block_length=8)), "generations differ"
 
 # a Quant-dLLM checkpoint
-torch.manual_seed(0)
-quantized = LLaDAModelLM(tiny_llada_config()).eval()
-QuantDLLMQuantizer(QuantDLLMConfig(block_size=16, abmp_fraction=0.25, num_calibration_sequences=8,
-                                   calibration_seq_len=24, mcs_timesteps=2, rsr_iterations=3,
-                                   calibration_batch_size=4)).quantize_model(
-    quantized, calibration_data=torch.randint(0, 90, (8, 24), generator=torch.Generator().manual_seed(0)),
-    show_progress=False)
+quantized = tiny_quantized_llada()
 quantized.push_to_hub("hf-dlm-test/tiny-llada-2bit")
 reloaded = AutoModelForCausalLM.from_pretrained("hf-dlm-test/tiny-llada-2bit").eval()
 assert type(reloaded.model.transformer.blocks[1].up_proj).__name__ == "QuantDLLMLinear"

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from . import distill, generate, hub, images, quantize
+from ._parsing import add_verb
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_HUB = 0, 1, 2, 3, 4
 
@@ -28,11 +29,10 @@ exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 not found, 4 Hub error"""
 
 
 def _demo_parser(commands) -> None:
-    demo = commands.add_parser("demo", help="train a tiny LLaDA on the oracle language and a digits text-to-image "
+    demo = add_verb(commands, "demo", help="train a tiny LLaDA on the oracle language and a digits text-to-image "
                                "model; save, reload, generate, score",
                                description="Train, save, reload, generate and score two tiny models end to end.\n\n"
-                               "example:\n  hf-dlm demo --max-steps 300 --no-images",
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+                               "example:\n  hf-dlm demo --max-steps 300 --no-images")
     demo.add_argument("--output-dir", default="outputs/demo")
     demo.add_argument("--max-steps", type=int, default=600, help="training steps of the text model")
     demo.add_argument("--max-seconds", type=float, default=150.0, help="stop text training after this wall time")
@@ -55,7 +55,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-dlm", description="Masked diffusion models in the Hugging Face stack.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _demo_parser(commands)
@@ -75,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_info()
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return args.run(args)

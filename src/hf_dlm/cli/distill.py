@@ -21,6 +21,8 @@ import os
 
 import torch
 
+from ._parsing import add_verb
+
 EXAMPLES = """examples:
   hf-dlm distill examples/dimo_text.json
   hf-dlm distill dimo_digits.json --output outputs/dimo-digits
@@ -37,10 +39,9 @@ KEYS = ("teacher", "conditions", "dimo", "output")
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("distill", help="distill a teacher into a one-step generator with Di[M]O",
+    parser = add_verb(commands, "distill", help="distill a teacher into a one-step generator with Di[M]O",
                                  description="Run Di[M]O (DiMOTrainer) on a saved teacher as a JSON config file "
-                                 "describes, then save the one-step generator.\n\n" + EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 "describes, then save the one-step generator.\n\n" + EXAMPLES)
     parser.add_argument("config", help="JSON file with `teacher`, `conditions` and `dimo` (DiMOConfig fields)")
     parser.add_argument("--output", default=None, help="where the generator goes (default: <output_dir>/generator)")
     parser.set_defaults(run=run)

@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from ._parsing import SAVED, add_verb
+
 EXAMPLES = """examples:
   hf-dlm generate outputs/demo --prompt "the cat" --max-new-tokens 32 --steps 16
   hf-dlm generate my-org/tiny-llada --prompt "a" --prompt "the" --block-length 8 --temperature 1.0 --seed 0
@@ -15,11 +17,10 @@ EXAMPLES = """examples:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("generate", help="generate text with a saved model (folder or hub id)",
+    parser = add_verb(commands, "generate", help="generate text with a saved model (folder or hub id)",
                                  description="Generate text with an hf-dlm text model; settings not given come from "
-                                 "the model's saved generation config.\n\n" + EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="folder written by save_pretrained, or a hub id")
+                                 "the model's saved generation config.\n\n" + EXAMPLES)
+    parser.add_argument("model", help=SAVED)
     parser.add_argument("--prompt", action="append", default=None, help="a prompt (repeat for a batch)")
     parser.add_argument("--prompt-ids", default=None, help="a prompt as comma-separated token ids")
     parser.add_argument("--max-new-tokens", type=int, default=None)

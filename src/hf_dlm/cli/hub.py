@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 
+from ._parsing import SAVED, add_verb
+
 
 def add_parsers(commands) -> None:
-    push = commands.add_parser(
+    push = add_verb(commands, 
         "push", help="upload a saved model or pipeline folder to the Hub in one commit, card included",
         description="Upload a folder written by save_pretrained (weights, configs, generation config, tokenizer, "
                     "card) to REPO_ID in one commit. The card's snippet is pointed at REPO_ID; a folder without an "
                     "hf-dlm card gets one. HF_ENDPOINT and HF_TOKEN choose the Hub and the account.\n\nexamples:\n"
                     "  hf-dlm push outputs/demo my-org/tiny-llada\n"
-                    "  hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit --private --commit-message \"2-bit\"",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    push.add_argument("folder", help="a folder written by save_pretrained")
+                    "  hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit --private --commit-message \"2-bit\"")
+    push.add_argument("folder", help=SAVED)
     push.add_argument("repo_id", help="org/name on the Hub")
     push.add_argument("--commit-message", default=None)
     push.add_argument("--private", action="store_true", help="create the repository as private")
@@ -23,7 +24,7 @@ def add_parsers(commands) -> None:
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     push.set_defaults(run=run_push)
 
-    card = commands.add_parser(
+    card = add_verb(commands, 
         "card", help="write (or refresh) the model card of a saved folder, with measured metrics",
         description="Write FOLDER/README.md: the hf-dlm card of the model or pipeline saved there. Metrics already "
                     "in the folder's card are kept; --benchmark adds the rows a benchmarks/ JSON measured.\n\n"
@@ -31,9 +32,8 @@ def add_parsers(commands) -> None:
                     "  hf-dlm card outputs/demo --repo-id my-org/tiny-llada\n"
                     "  hf-dlm card outputs/dimo/generator --benchmark benchmarks/results/dimo.json "
                     "--row \"Di[M]O student (lora, fkl)\" --steps 1\n"
-                    "  hf-dlm card outputs/demo-2bit --base-model my-org/tiny-llada --template my_card.md",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    card.add_argument("folder", help="a folder written by save_pretrained")
+                    "  hf-dlm card outputs/demo-2bit --base-model my-org/tiny-llada --template my_card.md")
+    card.add_argument("folder", help=SAVED)
     card.add_argument("--repo-id", default=None, help="the hub id the usage snippet loads (default: folder name)")
     card.add_argument("--benchmark", default=None, help="a benchmarks/results JSON file to quote metrics from")
     card.add_argument("--row", default=None, help="the benchmark row (its `model` / `variant` label)")
@@ -43,14 +43,13 @@ def add_parsers(commands) -> None:
     card.add_argument("--print", action="store_true", dest="print_card", help="also print the card")
     card.set_defaults(run=run_card)
 
-    cache = commands.add_parser(
+    cache = add_verb(commands, 
         "add-to-cache", help="put a saved model or pipeline folder into the local Hub cache under a hub id",
         description="Copy a folder written by save_pretrained into the Hub cache so that from_pretrained(REPO_ID) "
                     "loads it with HF_HUB_OFFLINE=1.\n\nexample:\n  hf-dlm add-to-cache outputs/demo my-org/tiny-llada"
                     "\n  HF_HUB_OFFLINE=1 python -c \"import hf_dlm; from transformers import AutoModelForCausalLM; "
-                    "AutoModelForCausalLM.from_pretrained('my-org/tiny-llada')\"",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    cache.add_argument("folder", help="a folder written by save_pretrained")
+                    "AutoModelForCausalLM.from_pretrained('my-org/tiny-llada')\"")
+    cache.add_argument("folder", help=SAVED)
     cache.add_argument("repo_id", help="the hub id to load it by, e.g. my-org/tiny-llada")
     cache.add_argument("--revision", default="main", help="branch name the id resolves to (default: main)")
     cache.add_argument("--cache-dir", default=None, help="Hub cache folder (default: HF_HUB_CACHE)")

@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from ._parsing import SAVED, add_verb
+
 EXAMPLES = """examples:
   hf-dlm generate-image outputs/demo-digits --prompt "a handwritten seven" --steps 4 --output seven.png
   hf-dlm generate-image my-org/digits-class --class-label 3 --class-label 5 --output digits.png
@@ -16,11 +18,10 @@ EXAMPLES = """examples:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("generate-image", help="generate images with a saved pipeline (folder or hub id)",
+    parser = add_verb(commands, "generate-image", help="generate images with a saved pipeline (folder or hub id)",
                                  description="Generate images with an hf-dlm image pipeline and write PNG files "
-                                 "(one per image: OUTPUT, or OUTPUT-<i>.png for several).\n\n" + EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pipeline", help="folder written by save_pretrained, or a hub id")
+                                 "(one per image: OUTPUT, or OUTPUT-<i>.png for several).\n\n" + EXAMPLES)
+    parser.add_argument("pipeline", help=SAVED)
     parser.add_argument("--prompt", action="append", default=None, help="a caption (repeat for a batch)")
     parser.add_argument("--class-label", action="append", type=int, default=None,
                         help="a class label for class-conditional pipelines (repeat for a batch)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._parsing import SAVED, add_verb
+
 EXAMPLES = """examples:
   hf-dlm quantize outputs/demo outputs/demo-2bit --calibration corpus.txt
   hf-dlm quantize GSAI-ML/LLaDA-8B-Instruct llada-2bit --calibration wiki.txt --num-calibration-sequences 128
@@ -17,11 +19,11 @@ FIELDS = {"bits": int, "block_size": int, "abmp_fraction": float, "rsr_iteration
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("quantize", help="quantize a saved diffusion LM with Quant-dLLM (2-bit)",
+    parser = add_verb(commands, "quantize", help="quantize a saved diffusion LM with Quant-dLLM (2-bit)",
                                  description="Quantize an hf-dlm diffusion LM with Quant-dLLM (MCS calibration, DAQ, "
                                  "ABMP) and save it with its tokenizer and card; reload it with from_pretrained.\n\n"
-                                 + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="folder written by save_pretrained, or a hub id")
+                                 + EXAMPLES)
+    parser.add_argument("model", help=SAVED)
     parser.add_argument("output", help="folder to write the quantized checkpoint to")
     parser.add_argument("--calibration", default=None, help="UTF-8 text file of calibration text (one document "
                         "per line)")
