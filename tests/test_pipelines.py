@@ -1,5 +1,7 @@
 """transformers pipelines drive our models: text-generation (with the pipeline's injected defaults) and fill-mask."""
 
+import re
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
@@ -69,26 +71,22 @@ def test_fill_mask_pipeline_on_llada(saved_model):
     assert [b["token"] for b in best] == probs.topk(2).indices.tolist()
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    from hf_dlm._demo import run_demo
+def test_demo_verb_runs_end_to_end(tmp_path, capsys):
+    """`hf-dlm demo`: both parts, tiny budgets; what it prints and what it saves."""
+    from hf_dlm.cli import main
 
-    lines = []
-    figures = run_demo(output_dir=str(tmp_path / "demo"), max_steps=3, max_seconds=60, batch_size=16,
-                       report=lines.append)
-    printed = "\n".join(lines)
+    assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--max-steps", "3", "--batch-size", "16",
+                 "--image-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained 3 steps in" in printed and "trained 2 steps in" in printed
     assert "data (held-out continuations)" in printed and "pipeline('text-generation')" in printed
     assert (tmp_path / "demo" / "generation_config.json").exists() and (tmp_path / "demo" / "tokenizer.json").exists()
-    assert figures["train_steps"] == 3 and figures["model_nll_steps24"] > 0
     assert AutoTokenizer.from_pretrained(tmp_path / "demo").mask_token == "<mask>"
+    bits = re.search(r"([0-9.]+) with fp16 scales", printed)
     assert "Quant-dLLM 2-bit" in printed and (tmp_path / "demo-2bit" / "model.safetensors").exists()
-    assert figures["quantized_nll_steps12"] > 0 and figures["quantized_bits_per_weight"] > 2
-
-
-def test_image_demo_runs_end_to_end(tmp_path):
-    from hf_dlm._demo import run_image_demo
-
-    lines = []
-    figures = run_image_demo(output_dir=str(tmp_path / "demo-digits"), max_steps=2, report=lines.append)
-    assert figures["image_steps"] == 2 and 0 <= figures["class_consistency_steps16"] <= 1
+    assert bits is not None and float(bits.group(1)) > 2
+    assert "text-to-image" in printed and re.search(r"16 steps: [01]\.[0-9]{2} / ", printed)
     assert (tmp_path / "digits_grid.png").exists() and (tmp_path / "demo-digits" / "model_index.json").exists()
-    assert any("text-to-image" in line for line in lines)
+    for folder in ("demo", "demo-2bit", "demo-digits"):  # every saved artifact carries its card
+        assert (tmp_path / folder / "README.md").exists()
+    assert main(["demo", "--max-steps", "0"]) == 2

@@ -36,6 +36,7 @@ def _demo_parser(commands) -> None:
     demo.add_argument("--output-dir", default="outputs/demo")
     demo.add_argument("--max-steps", type=int, default=600, help="training steps of the text model")
     demo.add_argument("--max-seconds", type=float, default=150.0, help="stop text training after this wall time")
+    demo.add_argument("--batch-size", type=int, default=128, help="training batch of the text model")
     demo.add_argument("--image-steps", type=int, default=650, help="training steps of the digits image model")
     demo.add_argument("--no-images", action="store_true", help="skip the text-to-image part")
     demo.add_argument("--seed", type=int, default=0)
@@ -45,8 +46,10 @@ def _demo_parser(commands) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from .._demo import run_demo, run_image_demo
 
-    run_demo(output_dir=args.output_dir, max_steps=args.max_steps, max_seconds=args.max_seconds, seed=args.seed,
-             report=print)
+    if args.max_steps < 1 or args.batch_size < 1 or args.image_steps < 1:
+        raise ValueError("`--max-steps`, `--batch-size` and `--image-steps` must be >= 1.")
+    run_demo(output_dir=args.output_dir, max_steps=args.max_steps, max_seconds=args.max_seconds,
+             batch_size=args.batch_size, seed=args.seed, report=print)
     if not args.no_images:
         run_image_demo(output_dir=args.output_dir + "-digits", max_steps=args.image_steps, seed=args.seed,
                        report=print)
