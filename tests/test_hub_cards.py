@@ -100,8 +100,7 @@ def _expected_metrics(name: str) -> list[tuple]:
                  and (steps is None or r.get("steps", r.get("nfe")) == steps)]
     assert len(found) == 1
     names = {"gen_ppl": "perplexity", "entropy": "entropy", "heldout_nll": "nll", "nll": "nll", "fd_digits": "fd",
-             "class_consistency": "accuracy", "precision": "precision", "recall": "recall",
-             "bits_per_weight": "bits_per_weight"}
+             "class_consistency": "accuracy", "precision": "precision", "recall": "recall"}
     r = found[0]
     setting = ", ".join(f"{k}={r[k]}" for k in ("steps", "nfe", "guidance_scale") if r.get(k) is not None) or None
     return [(names[k], round(float(r[k]), 4), setting) for k in names if isinstance(r.get(k), (int, float))]

@@ -21,7 +21,7 @@ EPILOG = """examples:
   hf-dlm generate-image outputs/demo-digits --prompt "a handwritten seven" --steps 4 --output seven.png
   hf-dlm distill examples/dimo_text.json
   hf-dlm quantize outputs/demo outputs/demo-2bit --calibration corpus.txt --block-size 32
-  hf-dlm card outputs/demo-2bit --benchmark benchmarks/results/quant_dllm.json --row Quant-dLLM
+  hf-dlm card outputs/demo-2bit --repo-id my-org/tiny-llada-2bit
   hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit
   hf-dlm add-to-cache outputs/demo my-org/tiny-llada
 

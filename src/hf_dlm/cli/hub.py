@@ -27,10 +27,10 @@ def add_parsers(commands) -> None:
     card = add_verb(commands, 
         "card", help="write (or refresh) the model card of a saved folder, with measured metrics",
         description="Write FOLDER/README.md: the hf-dlm card of the model or pipeline saved there. Metrics already "
-                    "in the folder's card are kept; --benchmark adds the rows a benchmarks/ JSON measured.\n\n"
+                    "in the folder's card are kept; --benchmark adds a row a benchmarks/ JSON measured on this artifact.\n\n"
                     "examples:\n"
                     "  hf-dlm card outputs/demo --repo-id my-org/tiny-llada\n"
-                    "  hf-dlm card outputs/dimo/generator --benchmark benchmarks/results/dimo.json "
+                    "  hf-dlm card my-student --benchmark my_results/dimo.json "
                     "--row \"Di[M]O student (lora, fkl)\" --steps 1\n"
                     "  hf-dlm card outputs/demo-2bit --base-model my-org/tiny-llada --template my_card.md")
     card.add_argument("folder", help=SAVED)

@@ -61,8 +61,9 @@ def eval_results_from_benchmark(path: str | os.PathLike, row: str, *, steps: int
     """``EvalResult`` entries for the rows of benchmark ``path`` whose label (``model`` / ``variant``) equals
     ``row`` (and whose ``steps`` or ``nfe`` equals ``steps`` when given).
 
-    ``metrics`` restricts the keys (default: every key of ``METRIC_NAMES`` the row has). ``ValueError`` names the
-    labels on offer when nothing matches."""
+    ``metrics`` restricts the keys (default: every key of ``METRIC_NAMES`` the row has, except ``bits_per_weight``:
+    a Quant-dLLM card measures that on the saved layers itself). Quote rows measured on the artifact the card
+    describes. ``ValueError`` names the labels on offer when nothing matches."""
     rows = benchmark_rows(path)
     chosen = [(section, r) for section, r in rows if _label(r) == row
               and (steps is None or r.get("steps", r.get("nfe")) == steps)]
@@ -71,7 +72,7 @@ def eval_results_from_benchmark(path: str | os.PathLike, row: str, *, steps: int
                                             if r.get("steps", r.get("nfe")) is not None else "") for _, r in rows})
         raise ValueError(f"`row` {row!r}" + (f" with steps {steps}" if steps is not None else "")
                          + f" is not in {str(path)!r}; rows: {', '.join(labels)}.")
-    wanted = metrics or list(METRIC_NAMES)
+    wanted = metrics or [key for key in METRIC_NAMES if key != "bits_per_weight"]
     unknown = [m for m in wanted if m not in METRIC_NAMES]
     if unknown:
         raise ValueError(f"`metrics` {unknown} are not card metrics; allowed: {sorted(METRIC_NAMES)}.")
