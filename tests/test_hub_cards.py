@@ -18,7 +18,7 @@ from hf_dlm.evaluation.oracle import OracleLanguage
 from hf_dlm.hub import (KINDS, CardTemplateError, add_to_cache, card_kind, check_template,
                         eval_results_from_benchmark, model_card, push_to_hub, set_card_metadata, usage_snippet,
                         write_model_card)
-from hf_dlm.hub.cards import template_text
+from hf_dlm.hub.templates import template_text
 from hf_dlm.pipelines.digits import build_digits_pipeline
 from hf_dlm.quantization import quantization_report
 from hf_dlm.training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer

@@ -9,10 +9,10 @@
 """
 
 from .cache import add_to_cache, artifact_kind, check_repo_id, folder_commit_hash
-from .cards import (KINDS, CardTemplateError, card_kind, check_template, model_card, set_card_metadata,
-                    usage_snippet, write_model_card)
+from .cards import card_kind, model_card, set_card_metadata, usage_snippet, write_model_card
 from .metrics import eval_results_from_benchmark
 from .push import load_artifact, push_to_hub
+from .templates import KINDS, CardTemplateError, check_template
 
 __all__ = ["KINDS", "CardTemplateError", "add_to_cache", "artifact_kind", "card_kind", "check_repo_id",
            "check_template", "eval_results_from_benchmark", "folder_commit_hash", "load_artifact", "model_card",

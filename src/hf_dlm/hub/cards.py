@@ -12,50 +12,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from jinja2 import meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.utils import logging
 
 from .citations import CITATIONS
+from .snippets import image_usage, text_usage
+from .templates import KINDS, render_card
 
 logger = logging.get_logger(__name__)
 
 LIBRARY_NAME = "hf-dlm"
 INSTALL = "pip install hf-dlm"
-COMMON_FIELDS = ("card_data", "model_name", "repo_id", "summary", "usage", "settings", "metrics", "citation", "install")
-
-
-class CardTemplateError(ValueError):
-    """A model-card template that cannot produce a complete card (a required field is not used, or it does not
-    parse)."""
-
-
-@dataclass(frozen=True)
-class CardKind:
-    """One artifact kind: its template file, the Hub tags it always carries and the template fields it requires."""
-
-    name: str
-    template: str
-    tags: tuple[str, ...]
-    required_fields: tuple[str, ...] = COMMON_FIELDS
-
-
-KINDS: dict[str, CardKind] = {
-    "diffusion-lm": CardKind("diffusion-lm", "diffusion_lm.md", ("diffusion-lm", "masked-diffusion")),
-    "distilled-generator": CardKind("distilled-generator", "distilled_generator.md",
-                                    ("dimo", "one-step", "masked-diffusion"), COMMON_FIELDS + ("initial_state",)),
-    "quant-dllm": CardKind("quant-dllm", "quant_dllm.md", ("quant-dllm", "diffusion-lm", "masked-diffusion"),
-                           COMMON_FIELDS + ("quantization_config", "bits_per_weight")),
-    "logit-fm": CardKind("logit-fm", "logit_fm.md", ("logit-fm", "flow-matching", "diffusion-lm")),
-    "image-pipeline": CardKind("image-pipeline", "image_pipeline.md", ("image-generation",)),
-}
 
 # benchmark metric keys → (Hub metric type, display name)
 METRIC_NAMES: dict[str, tuple[str, str]] = {
@@ -220,52 +191,6 @@ def _image_settings(pipe: Any) -> dict[str, Any]:
     return settings
 
 
-def _text_usage(repo_id: str, kind: str, has_tokenizer: bool, prompt: str, model: Any) -> str:
-    if kind == "distilled-generator":
-        arguments = ""
-        note = "# one denoiser call: the saved generation config has steps=1 and the Di[M]O initial state\n"
-    elif kind == "logit-fm":
-        arguments, note = ', max_new_tokens=32, scheme="randomized", num_steps=32', ""
-    else:
-        arguments, note = ", max_new_tokens=32, steps=32", ""
-    lines = ["import hf_dlm  # registers the hf-dlm architectures (and the Quant-dLLM quantizer) with transformers"]
-    if has_tokenizer:
-        lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
-                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-                  f'inputs = tokenizer([{prompt!r}], return_tensors="pt")',
-                  f"{note}output = model.generate(inputs.input_ids, attention_mask=inputs.attention_mask{arguments})",
-                  "print(tokenizer.batch_decode(output, skip_special_tokens=True))"]
-    else:
-        start = getattr(model.config, "bos_token_id", None)
-        start = 0 if start is None else int(start)
-        lines = ["import torch", *lines, "from transformers import AutoModelForCausalLM", "",
-                 f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
-                 f"input_ids = torch.tensor([[{start}]])  # a one-token prompt: this repository ships no tokenizer",
-                 f"{note}output = model.generate(input_ids{arguments})", "print(output)"]
-    return "\n".join(lines)
-
-
-def _image_usage(repo_id: str, kind: str, pipe: Any, prompt: str) -> str:
-    cls = type(pipe).__name__
-    lines = ["import torch", "",
-             "import hf_dlm  # registers the hf-dlm pipeline components with diffusers",
-             f"from hf_dlm import {cls}", "",
-             f'pipe = {cls}.from_pretrained("{repo_id}")']
-    generator = "generator=torch.Generator().manual_seed(0)"
-    if cls == "AutoregressiveImagePipeline":
-        call = f"pipe(prompt={prompt!r}, {generator})"
-    else:
-        classes = int(getattr(pipe.transformer.config, "num_classes", 0) or 0)
-        condition = "class_labels=[0]" if classes else f"prompt={prompt!r}"
-        steps = 1 if kind == "distilled-generator" else 12
-        call = f"pipe({condition}, num_inference_steps={steps}, {generator})"
-        if kind == "distilled-generator":
-            lines.append("# one step: the transformer's config carries the Di[M]O initial state")
-    lines += [f"image = {call}.images[0]", 'image.save("sample.png")']
-    return "\n".join(lines)
-
-
 def _metrics_table(results: list[EvalResult]) -> str:
     if not results:
         return ("No metrics recorded for this artifact. Add measured ones with `hf-dlm card FOLDER --benchmark "
@@ -317,13 +242,13 @@ def card_context(artifact: Any, *, repo_id: str, kind: str | None = None, has_to
         pipeline_tag = "unconditional-image-generation" if classes else "text-to-image"
         fields["summary"] = "\n".join(f"- {fact}" for fact in _image_summary(artifact))
         settings = _image_settings(artifact)
-        fields["usage"] = _image_usage(repo_id, kind, artifact, example_prompt or "a photo of a cat")
+        fields["usage"] = image_usage(repo_id, kind, artifact, example_prompt or "a photo of a cat")
     else:
         pipeline_tag = "text-generation"
         tags.append(artifact.config.model_type)
         fields["summary"] = "\n".join(f"- {fact}" for fact in _text_summary(artifact))
         settings = {"generation_config": _generation_settings(artifact)}
-        fields["usage"] = _text_usage(repo_id, kind, has_tokenizer, example_prompt or "Once upon a time", artifact)
+        fields["usage"] = text_usage(repo_id, kind, has_tokenizer, example_prompt or "Once upon a time", artifact)
     if kind == "distilled-generator":
         owner = artifact.transformer if is_pipe else artifact
         initial_state = dict(owner.config.dimo_initial_state)
@@ -355,40 +280,6 @@ def card_context(artifact: Any, *, repo_id: str, kind: str | None = None, has_to
 
 
 # ---------------------------------------------------------------------------------------------------- templates
-def template_text(kind: str, template: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(text, source name) of the template for ``kind``: ``template`` (a path) or the packaged one."""
-    if kind not in KINDS:
-        raise ValueError(f"`kind` must be one of {sorted(KINDS)}, got {kind!r}.")
-    if template is not None:
-        path = Path(template)
-        if not path.is_file():
-            raise CardTemplateError(f"card template {str(path)!r} does not exist.")
-        return path.read_text(encoding="utf-8"), str(path)
-    name = KINDS[kind].template
-    return resources.files("hf_dlm").joinpath("model_cards", name).read_text(encoding="utf-8"), f"model_cards/{name}"
-
-
-def check_template(text: str, kind: str, source: str = "<template>") -> None:
-    """Raise :class:`CardTemplateError` unless ``text`` parses and uses every field ``kind`` requires."""
-    try:
-        used = meta.find_undeclared_variables(jinja2.Environment().parse(text))
-    except jinja2.TemplateSyntaxError as error:
-        raise CardTemplateError(f"card template {source!r} does not parse: {error}") from None
-    missing = [name for name in KINDS[kind].required_fields if name not in used]
-    if missing:
-        raise CardTemplateError(f"card template {source!r} for kind {kind!r} is missing required field(s) "
-                                f"{missing}; a {kind} template must use all of {list(KINDS[kind].required_fields)}.")
-
-
-def render_card(card_data: ModelCardData, fields: dict[str, Any], kind: str,
-                template: str | os.PathLike | None = None) -> ModelCard:
-    text, source = template_text(kind, template)
-    check_template(text, kind, source)
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    content = environment.from_string(text).render(card_data=card_data.to_yaml(), **fields)
-    return ModelCard(content)
-
-
 def model_card(artifact: Any, *, repo_id: str | None = None, template: str | os.PathLike | None = None,
                has_tokenizer: bool = False, base_model: str | None = None,
                eval_results: list[EvalResult] | None = None, example_prompt: str | None = None) -> ModelCard:
@@ -446,6 +337,5 @@ def usage_snippet(card: ModelCard | str | os.PathLike) -> str:
     return text[start + 10:end]
 
 
-__all__ = ["CardKind", "CardTemplateError", "KINDS", "LIBRARY_NAME", "METRIC_NAMES", "card_context", "card_kind",
-           "check_template", "merge_eval_results", "model_card", "render_card",
-           "set_card_metadata", "template_text", "usage_snippet", "write_model_card"]
+__all__ = ["LIBRARY_NAME", "METRIC_NAMES", "card_context", "card_kind", "looks_like_hub_id", "merge_eval_results",
+           "model_card", "set_card_metadata", "usage_snippet", "write_model_card"]
