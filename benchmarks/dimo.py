@@ -153,6 +153,25 @@ def _text(m) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------------------- images
+def real_digits_row(per_class: int, draws: int = 5) -> dict:
+    """The floor of the image metrics at this sample size: ``per_class`` real training digits per class, scored
+    against the held-out split exactly as generated samples are (mean and spread over ``draws`` draws)."""
+    from hf_dlm.evaluation.digits import image_metrics, load_digits_task
+
+    train, _ = load_digits_task()
+    scores = []
+    for seed in range(draws):
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.cat([torch.nonzero(train.labels == c).view(-1)[
+            torch.randperm(int((train.labels == c).sum()), generator=generator)[:per_class]] for c in range(10)])
+        scores.append(image_metrics(train.images[index], train.labels[index]).__dict__)
+    row = {"model": f"data (training digits, {draws} draws)", "steps": None}
+    for key in scores[0]:
+        values = torch.tensor([s[key] for s in scores], dtype=torch.float64)
+        row[key], row[f"{key}_std"] = float(values.mean()), float(values.std())
+    return row
+
+
 def image_task(args) -> dict:
     from hf_dlm import MaskedImagePipeline
     from hf_dlm.evaluation.digits import CAPTION_TEMPLATES, caption, image_metrics
@@ -165,7 +184,7 @@ def image_task(args) -> dict:
     def tokenize(texts):
         return pipe.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")["input_ids"]
 
-    rows, teacher_seconds = [], {}
+    rows, teacher_seconds = [real_digits_row(args.per_class)], {}
     for steps in TEACHER_STEPS:
         seconds, _, tokens = median_seconds(functools.partial(generate_digits, pipe, labels, steps, 1.0, args.seed),
                                             args.repeats)
@@ -202,7 +221,8 @@ def image_task(args) -> dict:
         if mode == "full":
             save_digit_grid(one_step_pipe, RESULTS / "dimo_digits_grid.png", num_inference_steps=1,
                             guidance_scale=1.0)
-    return {"rows": rows, "runs": runs, "per_class": args.per_class, "teacher_cfg_scale": args.image_teacher_cfg}
+    return {"rows": rows, "runs": runs, "per_class": args.per_class, "teacher_cfg_scale": args.image_teacher_cfg,
+            "image_steps": args.image_steps, "image_config": args.image_config}
 
 
 # -------------------------------------------------------------------------------------------------------------- memory
@@ -299,9 +319,9 @@ def plot(payload: dict, path) -> None:
         ax.set_xscale("log", base=2)
         if metric == "gen_ppl":
             ax.set_yscale("log")
-            data = [r for r in rows if r["model"] == "data"]
-            if data:
-                ax.axhline(data[0]["gen_ppl"], color="grey", ls=":", label="data")
+        data = [r for r in rows if r["model"].startswith("data")]
+        if data:
+            ax.axhline(data[0][metric], color="grey", ls=":", label=data[0]["model"])
         ax.set_xlabel("sampling steps (NFE)")
         ax.set_ylabel(label)
         ax.set_title(task)
@@ -349,8 +369,8 @@ def main() -> None:
                           for r in text_rows]))
     image_rows = payload.get("image", {}).get("rows", [])
     print(markdown_table(["model", "steps", "class consistency", "FD-digits", "precision", "recall", "samples/s"],
-                         [[r["model"], r["steps"], r["class_consistency"], r["fd_digits"], r["precision"],
-                           r["recall"], r["samples_per_s"]] for r in image_rows]))
+                         [[r["model"], r["steps"] or "—", r["class_consistency"], r["fd_digits"], r["precision"],
+                           r["recall"], r.get("samples_per_s", "—")] for r in image_rows]))
     if "memory" in payload:
         print(json.dumps(payload["memory"], indent=1))
 
