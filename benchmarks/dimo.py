@@ -202,7 +202,7 @@ def image_task(args) -> dict:
         return {"fd_digits": image_metrics(samples.cpu(), torch.tensor(eval_labels[: len(samples)])).fd_digits}
 
     runs = []
-    for mode in ("full", "lora"):
+    for mode in args.image_modes:
         student, record = distill(pipe.transformer, train, evaluation, fd, "fd_digits", mode, args.image_steps, None,
                                   {"teacher_cfg_scale": args.image_teacher_cfg, "eval_steps": 50,
                                    "eval_num_samples": 120, **args.image_config},
@@ -219,7 +219,7 @@ def image_task(args) -> dict:
         print(f"student {mode}: FD {metrics['fd_digits']:.2f} class {metrics['class_consistency']:.3f} "
               f"recall {metrics['recall']:.3f} (best step {record['best_step']})", flush=True)
         if mode == "full":
-            save_digit_grid(one_step_pipe, RESULTS / "dimo_digits_grid.png", num_inference_steps=1,
+            save_digit_grid(one_step_pipe, RESULTS / f"{args.output}_digits_grid.png", num_inference_steps=1,
                             guidance_scale=1.0)
     return {"rows": rows, "runs": runs, "per_class": args.per_class, "teacher_cfg_scale": args.image_teacher_cfg,
             "image_steps": args.image_steps, "image_config": args.image_config}
@@ -346,6 +346,8 @@ def main() -> None:
     parser.add_argument("--image-teacher-cfg", type=float, default=1.0)
     parser.add_argument("--image-config", type=json.loads, default={},
                         help='extra DiMOConfig fields for the image students, as JSON, e.g. \'{"ema_decay": 0.995}\'')
+    parser.add_argument("--image-modes", nargs="+", choices=["full", "lora"], default=["full", "lora"])
+    parser.add_argument("--output", default="dimo", help="results name: benchmarks/results/<output>.json and .png")
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
@@ -355,14 +357,14 @@ def main() -> None:
         memory_worker(args.memory_worker)
         return
     payload = {"benchmark": "dimo", "machine": machine()}
-    path = RESULTS / "dimo.json"
+    path = RESULTS / f"{args.output}.json"
     if path.exists():
         payload.update({k: v for k, v in json.loads(path.read_text()).items() if k in ("text", "image", "memory")})
     for task, fn in (("memory", memory_task), ("text", lambda: text_task(args)), ("image", lambda: image_task(args))):
         if task in args.tasks:
             payload[task] = fn()
-            write_json("dimo", payload)
-            plot(payload, RESULTS / "dimo.png")
+            write_json(args.output, payload)
+            plot(payload, RESULTS / f"{args.output}.png")
     text_rows = payload.get("text", {}).get("rows", [])
     print(markdown_table(["model", "steps", "gen-PPL", "entropy", "samples/s"],
                          [[r["model"], r["steps"] or "—", r["gen_ppl"], r["entropy"], r.get("samples_per_s", "—")]
