@@ -122,13 +122,14 @@ def text_task(args) -> dict:
     train = ConditionDataset.from_prompts(torch.empty(4096, 0, dtype=torch.long))
     evaluation = ConditionDataset.from_prompts(torch.empty(128, 0, dtype=torch.long))
     runs = []
-    modes = [("full", "fkl"), ("lora", "fkl")]
+    modes = [(mode, "fkl") for mode in args.text_modes]
     if "divergences" in args.tasks:
         modes += [("full", d) for d in ("rkl", "jeffreys", "js", "hellinger")]
     for mode, divergence in modes:
         budget = args.text_steps if divergence == "fkl" else args.divergence_steps
         student, record = distill(teacher, train, evaluation, gen_ppl, "gen_ppl", mode, budget, None,
-                                  {"generation_length": length, "divergence": divergence}, processing_class=tokenizer)
+                                  {"generation_length": length, "divergence": divergence, **args.text_config},
+                                  processing_class=tokenizer)
 
         def one_step(model=student):
             generator = torch.Generator().manual_seed(args.seed)
@@ -145,7 +146,8 @@ def text_task(args) -> dict:
         runs.append({**record, **metrics})
         print(f"student {mode} {divergence}: gen-PPL {metrics['gen_ppl']:.1f} entropy {metrics['entropy']:.3f} "
               f"(best step {record['best_step']}, {record['seconds']:.0f} s)", flush=True)
-    return {"rows": rows, "runs": runs, "num_samples": args.text_samples}
+    return {"rows": rows, "runs": runs, "num_samples": args.text_samples, "text_steps": args.text_steps,
+            "text_config": args.text_config}
 
 
 def _text(m) -> dict:
@@ -342,6 +344,9 @@ def main() -> None:
     parser.add_argument("--text-samples", type=int, default=256)
     parser.add_argument("--text-steps", type=int, default=800)
     parser.add_argument("--divergence-steps", type=int, default=200)
+    parser.add_argument("--text-config", type=json.loads, default={},
+                        help='extra DiMOConfig fields for the text students, as JSON, e.g. \'{"r_init": 1.0}\'')
+    parser.add_argument("--text-modes", nargs="+", choices=["full", "lora"], default=["full", "lora"])
     parser.add_argument("--image-steps", type=int, default=400)
     parser.add_argument("--image-teacher-cfg", type=float, default=1.0)
     parser.add_argument("--image-config", type=json.loads, default={},
