@@ -75,6 +75,28 @@ def test_each_loss_updates_only_its_model_and_the_teacher_never_changes(tmp_path
         assert torch.equal(tensor, value), name
 
 
+def test_frozen_output_layer_stays_fixed_in_full_mode(tmp_path):
+    """``freeze_output_embeddings`` (what the full text student needs to match LoRA, README): after training, the
+    generator's and auxiliary's output layers and input embeddings equal the teacher's; their other weights moved."""
+    teacher = _teacher()
+    head, embeddings = (teacher.get_output_embeddings().weight.detach().clone(),
+                        teacher.get_input_embeddings().weight.detach().clone())
+    args = _args(tmp_path, "full", freeze_output_embeddings=True, max_steps=3)
+    trainer = DiMOTrainer(teacher, args, train_dataset=_prompts())
+    trainer.create_optimizer()
+    for role, module in (("generator", trainer.model), ("auxiliary", trainer.auxiliary)):
+        trainable = {id(p) for p in trainer._trainable(role).values()}
+        frozen = {id(module.get_output_embeddings().weight), id(module.get_input_embeddings().weight)}
+        assert trainable and not trainable & frozen
+    before = {role: _snapshot(trainer._trainable(role)) for role in ("generator", "auxiliary")}
+    trainer.train()
+    for module in (trainer.model, trainer.auxiliary):
+        assert torch.equal(module.get_output_embeddings().weight, head)
+        assert torch.equal(module.get_input_embeddings().weight, embeddings)
+    for role in ("generator", "auxiliary"):
+        assert _changed(before[role], _snapshot(trainer._trainable(role)))
+
+
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, mode):
     common = dict(max_steps=4, save_strategy="steps", save_steps=2, ema_decay=0.9, auxiliary_updates_per_step=2)
