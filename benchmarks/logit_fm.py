@@ -3,10 +3,12 @@ masked-diffusion teacher of the same parameter count, and a sweep of the hybrid 
 
     python benchmarks/logit_fm.py               # trains the Logit-FM model on first use (cached), then samples
     python benchmarks/logit_fm.py --retrain     # train again
+    python benchmarks/logit_fm.py --train-steps 4000 --output logit_fm_4000steps   # Logit-FM and AR: 4,000 steps
 
 The Logit-FM model is a bidirectional transformer of the teacher's width and depth (adaLN-single time
 conditioning), its MLP width chosen so its parameter count is the closest to the teacher's, trained with the
-eq. 15 objective on the teacher's sequences with the teacher's steps, batch size and learning-rate schedule.
+eq. 15 objective on the teacher's sequences with the teacher's steps, batch size and learning-rate schedule
+(``--train-steps`` gives it and the AR baseline another number of steps; the teacher stays at its own).
 Samples are unconditional 64-word sequences (256 per row), special tokens never sampled, scored by the oracle
 (gen-PPL and per-sequence unigram entropy) — the shape of the paper's Table 1; the t* sweep is Appendix B's figure.
 Training times are t ~ U[0, 0.4] (``--t-max``): with this 261-token vocabulary the data token is already decided at
@@ -20,6 +22,7 @@ Writes benchmarks/results/logit_fm.json and logit_fm.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -64,7 +67,10 @@ def logit_fm_config(settings, tokenizer, target: int, time_conditioning: str) ->
 
 
 def train_logit_fm(args, settings, tokenizer, oracle, target: int) -> tuple[LogitFMModel, dict]:
+    max_steps = args.train_steps or settings.max_steps
     key = f"logit-fm-{settings.name}-{settings.key()}-{args.time_conditioning}-{args.time_distribution}-{args.t_max}"
+    if max_steps != settings.max_steps:
+        key += f"-{max_steps}steps"
     folder = cache_root() / key
     if folder.exists() and not args.retrain:
         info = json.loads((folder / "training_info.json").read_text())
@@ -79,8 +85,8 @@ def train_logit_fm(args, settings, tokenizer, oracle, target: int) -> tuple[Logi
     with tempfile.TemporaryDirectory() as scratch:
         training_args = LogitFMTrainingArguments(
             output_dir=scratch, per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-            weight_decay=0.01, max_steps=settings.max_steps, warmup_steps=settings.warmup_steps,
-            lr_scheduler_type="cosine", logging_steps=max(settings.max_steps // 10, 1), save_strategy="no",
+            weight_decay=0.01, max_steps=max_steps, warmup_steps=settings.warmup_steps,
+            lr_scheduler_type="cosine", logging_steps=max(max_steps // 10, 1), save_strategy="no",
             report_to=[], use_cpu=True, seed=settings.seed, disable_tqdm=True, time_distribution=args.time_distribution,
             t_max=args.t_max)
         trainer = LogitFMTrainer(model=model, args=training_args, train_dataset=data)
@@ -88,7 +94,8 @@ def train_logit_fm(args, settings, tokenizer, oracle, target: int) -> tuple[Logi
         trainer.train()
         seconds = time.monotonic() - start
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    info = {"train_seconds": seconds, "parameters": count_parameters(model), "loss_curve": losses,
+    info = {"train_seconds": seconds, "train_steps": max_steps, "parameters": count_parameters(model),
+            "loss_curve": losses,
             "time_distribution": args.time_distribution, "t_max": args.t_max}
     save_atomically(folder, model, extra_files={"training_info.json": json.dumps(info)})
     return model.eval(), info
@@ -148,6 +155,9 @@ def main() -> None:
     parser.add_argument("--time-conditioning", default="adaln_single")
     parser.add_argument("--time-distribution", default="uniform")
     parser.add_argument("--t-max", type=float, default=0.4)
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="training steps of the Logit-FM model and of the AR baseline (default: the teacher's)")
+    parser.add_argument("--output", default="logit_fm", help="results name: benchmarks/results/<output>.json/.png")
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
@@ -155,7 +165,9 @@ def main() -> None:
     oracle, tokenizer = oracle_and_tokenizer(settings)
     length, num = settings.seq_len, args.samples
     teacher, _, teacher_info = load_reference("teacher", "bench")
-    ar, _, ar_info = load_reference("ar", "bench")
+    # the AR baseline gets the Logit-FM model's training steps (the teacher keeps its cached 2,000)
+    ar_settings = dataclasses.replace(settings, max_steps=args.train_steps) if args.train_steps else settings
+    ar, _, ar_info = load_reference("ar", ar_settings)
     model, info = train_logit_fm(args, settings, tokenizer, oracle, teacher_info["parameters"])
     print(f"Logit-FM: {info['parameters']:,} parameters (teacher {teacher_info['parameters']:,}, AR "
           f"{ar_info['parameters']:,}), trained in {info['train_seconds']:.0f} s", flush=True)
@@ -196,13 +208,14 @@ def main() -> None:
         print(top_k[-1], flush=True)
     payload = {"benchmark": "logit_fm", "machine": machine(), "samples": num, "length": length,
                "training": {**info, "teacher_parameters": teacher_info["parameters"],
-                            "ar_parameters": ar_info["parameters"]},
+                            "ar_parameters": ar_info["parameters"], "ar_train_steps": ar_settings.max_steps,
+                            "teacher_train_steps": settings.max_steps},
                "settings": {"time_conditioning": args.time_conditioning, "time_distribution": args.time_distribution,
                             "t_max": args.t_max, "t_end": args.t_max, "top_k": 1,
                             "hybrid_switch_time": HYBRID_SWITCH},
                "rows": rows, "switch_sweep": sweep, "top_k_sweep": top_k}
-    write_json("logit_fm", payload)
-    plot(payload, RESULTS / "logit_fm.png")
+    write_json(args.output, payload)
+    plot(payload, RESULTS / f"{args.output}.png")
     print(markdown_table(["model", "NFE", "gen-PPL", "entropy", "distinct-2", "seconds"],
                          [[r["model"], r["nfe"] or "—", r["gen_ppl"], r["entropy"], r["distinct_2"],
                            r.get("seconds", "—")] for r in rows]))
