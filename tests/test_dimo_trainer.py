@@ -168,6 +168,18 @@ def test_class_conditional_image_teacher_with_cfg_and_one_step_pipeline(tmp_path
     assert len(calls) == 1
     assert torch.all((calls[0] == 9).flatten(1).sum(1) == 8)  # x_init: half of the 16 tokens masked
     assert tokens.shape == (3, 4, 4) and not torch.any(tokens == 9)
+    # left unset, steps and guidance follow the one-step recipe: the same single call, the same tokens
+    default = pipe(class_labels=[1, 2, 3], output_type="latent", height=4, width=4,
+                   generator=torch.Generator().manual_seed(0)).images
+    assert len(calls) == 2 and torch.equal(default, tokens)
+    # a teacher (no initial state) still defaults to 12 guided steps
+    teacher_calls = []
+    teacher.register_forward_pre_hook(lambda module, args, kwargs: teacher_calls.append(args[0].shape[0]),
+                                      with_kwargs=True)
+    teacher_pipe = MaskedImagePipeline(vqvae=None, transformer=teacher, scheduler=MaskGITScheduler(mask_token_id=9))
+    teacher_pipe.set_progress_bar_config(disable=True)
+    teacher_pipe(class_labels=[1], output_type="latent", height=4, width=4)
+    assert teacher_calls == [2] * 12  # 12 steps, each one batched CFG pass (null + conditional)
 
 
 def test_text_conditioned_image_teacher(tmp_path):

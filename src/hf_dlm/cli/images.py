@@ -25,8 +25,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--prompt", action="append", default=None, help="a caption (repeat for a batch)")
     parser.add_argument("--class-label", action="append", type=int, default=None,
                         help="a class label for class-conditional pipelines (repeat for a batch)")
-    parser.add_argument("--steps", type=int, default=None, help="decoding steps (masked pipelines; default 12)")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="decoding steps (masked pipelines; default 12, or 1 for a Di[M]O generator)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance scale (default 10, or 1 for a Di[M]O generator)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt or label")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="image.png", help="PNG path (default: image.png)")

@@ -71,8 +71,8 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
     # ------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(self, prompt: str | list[str] | None = None, class_labels: int | list[int] | None = None,
-                 height: int | None = None, width: int | None = None, num_inference_steps: int = 12,
-                 guidance_scale: float = 10.0, negative_prompt: str | list[str] | None = None,
+                 height: int | None = None, width: int | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, negative_prompt: str | list[str] | None = None,
                  num_images_per_prompt: int = 1, generator: torch.Generator | None = None,
                  temperature: float | tuple[float, float] = (2, 0), latents: torch.LongTensor | None = None,
                  output_type: str = "pil", return_dict: bool = True,
@@ -89,8 +89,14 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
 
         A transformer distilled with Di[M]O (its config has ``dimo_initial_state``) at ``num_inference_steps=1``
         starts from the saved initial state instead of an all-mask grid and is called once; it was distilled with
-        the teacher's guidance, so run it with ``guidance_scale=1``.
+        the teacher's guidance, so it runs with ``guidance_scale=1``. Left unset, ``num_inference_steps`` and
+        ``guidance_scale`` are 1 and 1 for such a transformer (the one-step recipe) and 12 and 10 otherwise.
         """
+        distilled = DiMOInitialState.from_model(self.transformer) is not None
+        if num_inference_steps is None:
+            num_inference_steps = 1 if distilled else 12
+        if guidance_scale is None:
+            guidance_scale = 1.0 if distilled else 10.0
         sample_size = getattr(self.transformer.config, "sample_size", 16)
         height = height or sample_size * self.vae_scale_factor
         width = width or sample_size * self.vae_scale_factor
