@@ -16,7 +16,7 @@ t ≈ 0.4 (held-out loss 0.03 there, 4.4 at t = 0), the same reason the authors'
 runs on the same interval (``t_end`` = t_max) and returns argmax x_{t_end}.
 The AR baseline and the teacher are sampled in the same run (T = 1, with and without nucleus top-p 0.9).
 
-Writes benchmarks/results/logit_fm.json and logit_fm.png.
+Writes benchmarks/results/<output>.json and .png (default ``logit_fm``).
 """
 
 from __future__ import annotations
