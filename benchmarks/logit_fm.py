@@ -71,11 +71,14 @@ def train_logit_fm(args, settings, tokenizer, oracle, target: int) -> tuple[Logi
     key = f"logit-fm-{settings.name}-{settings.key()}-{args.time_conditioning}-{args.time_distribution}-{args.t_max}"
     if max_steps != settings.max_steps:
         key += f"-{max_steps}steps"
+    seed = settings.seed if args.train_seed is None else args.train_seed
+    if seed != settings.seed:
+        key += f"-seed{seed}"
     folder = cache_root() / key
     if folder.exists() and not args.retrain:
         info = json.loads((folder / "training_info.json").read_text())
         return LogitFMModel.from_pretrained(folder).eval(), info
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(seed)
     model = LogitFMModel(logit_fm_config(settings, tokenizer, target, args.time_conditioning))
     # sample on the times the model was trained on; tokens are argmax x_{t_end}
     model.generation_config = LogitFMGenerationConfig(
@@ -87,15 +90,15 @@ def train_logit_fm(args, settings, tokenizer, oracle, target: int) -> tuple[Logi
             output_dir=scratch, per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
             weight_decay=0.01, max_steps=max_steps, warmup_steps=settings.warmup_steps,
             lr_scheduler_type="cosine", logging_steps=max(max_steps // 10, 1), save_strategy="no",
-            report_to=[], use_cpu=True, seed=settings.seed, disable_tqdm=True, time_distribution=args.time_distribution,
+            report_to=[], use_cpu=True, seed=seed, disable_tqdm=True, time_distribution=args.time_distribution,
             t_max=args.t_max)
         trainer = LogitFMTrainer(model=model, args=training_args, train_dataset=data)
         start = time.monotonic()
         trainer.train()
         seconds = time.monotonic() - start
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    info = {"train_seconds": seconds, "train_steps": max_steps, "parameters": count_parameters(model),
-            "loss_curve": losses,
+    info = {"train_seconds": seconds, "train_steps": max_steps, "train_seed": seed,
+            "parameters": count_parameters(model), "loss_curve": losses,
             "time_distribution": args.time_distribution, "t_max": args.t_max}
     save_atomically(folder, model, extra_files={"training_info.json": json.dumps(info)})
     return model.eval(), info
@@ -157,6 +160,9 @@ def main() -> None:
     parser.add_argument("--t-max", type=float, default=0.4)
     parser.add_argument("--train-steps", type=int, default=None,
                         help="training steps of the Logit-FM model and of the AR baseline (default: the teacher's)")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="training seed of the Logit-FM model (default: the reference builds'; the baselines keep "
+                        "theirs)")
     parser.add_argument("--output", default="logit_fm", help="results name: benchmarks/results/<output>.json/.png")
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args()
