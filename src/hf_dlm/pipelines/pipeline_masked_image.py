@@ -92,11 +92,11 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
         the teacher's guidance, so it runs with ``guidance_scale=1``. Left unset, ``num_inference_steps`` and
         ``guidance_scale`` are 1 and 1 for such a transformer (the one-step recipe) and 12 and 10 otherwise.
         """
-        distilled = DiMOInitialState.from_model(self.transformer) is not None
+        saved_state = DiMOInitialState.from_model(self.transformer)
         if num_inference_steps is None:
-            num_inference_steps = 1 if distilled else 12
+            num_inference_steps = 1 if saved_state is not None else 12
         if guidance_scale is None:
-            guidance_scale = 1.0 if distilled else 10.0
+            guidance_scale = 1.0 if saved_state is not None else 10.0
         sample_size = getattr(self.transformer.config, "sample_size", 16)
         height = height or sample_size * self.vae_scale_factor
         width = width or sample_size * self.vae_scale_factor
@@ -142,7 +142,7 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
         # 2. latents: a fully masked token grid, or for a Di[M]O one-step generator its initial state x_init
         shape = (batch_size, height // self.vae_scale_factor, width // self.vae_scale_factor)
         mask_token_id = self.scheduler.config.mask_token_id
-        initial_state = DiMOInitialState.from_model(self.transformer) if num_inference_steps == 1 else None
+        initial_state = saved_state if num_inference_steps == 1 else None
         if latents is None and initial_state is not None:
             latents = initial_state.sample(batch_size, shape[1] * shape[2], mask_token_id, device, generator)
             latents = latents.view(shape)
