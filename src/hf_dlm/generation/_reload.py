@@ -9,24 +9,23 @@ from typing import Any
 from transformers import GenerationConfig
 from transformers.utils import logging
 
+from ._contract import pop_generate_arguments
+
 logger = logging.get_logger(__name__)
-
-
-# what a text-generation pipeline or an autoregressive caller may pass and that has no meaning for our samplers
-IGNORED_GENERATE_KWARGS = ("use_cache", "synced_gpus", "assistant_model", "logits_processor", "stopping_criteria")
 
 
 def merge_overrides(config_class: type, base: GenerationConfig | None, overrides: dict[str, Any],
                     method: str) -> GenerationConfig:
     """A copy of ``base`` as ``config_class`` (converted if it is a plain ``GenerationConfig``) updated with
-    ``overrides``; an override that is no setting of ``config_class`` raises ``ValueError`` naming ``method``."""
+    ``overrides``; an override that is no setting of ``config_class`` raises ``ValueError`` naming ``method``, and so
+    does a ``generate()`` argument (``logits_processor``, ``stopping_criteria`` …) that asks for something."""
+    overrides = dict(overrides)
+    pop_generate_arguments(overrides, method)
     if isinstance(base, config_class):
         config = copy.deepcopy(base)
     else:
         config = config_class(**(base.to_diff_dict() if base is not None else {}))
     unused = config.update(**overrides)
-    for key in IGNORED_GENERATE_KWARGS:
-        unused.pop(key, None)
     if unused:
         raise ValueError(f"generate() got arguments that are neither generation settings nor used by {method}: "
                          f"{sorted(unused)}.")

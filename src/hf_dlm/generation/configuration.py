@@ -2,81 +2,127 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transformers import GenerationConfig
 
+from ._contract import refuse_unsupported_fields
 from ._reload import TOKEN_ID_FIELDS, token_ids_from_model_config
+from .dream_sampling import DREAM_ALGORITHMS
 
 REMASKING_STRATEGIES = ("low_confidence", "random", "margin", "entropy", "origin")
+SAMPLERS = ("llada", "dream")
+FAMILY_DEFAULT_REMASKING = {"llada": "low_confidence", "dream": "origin"}
+DEFAULT_MAX_NEW_TOKENS = 128
 
 
 class MaskedDiffusionGenerationConfig(GenerationConfig):
-    """A [`GenerationConfig`] for masked-diffusion decoding (LLaDA Algorithm 4/5; Dream's samplers).
+    """A [`GenerationConfig`] for masked-diffusion decoding: LLaDA's sampler (Nie et al., 2025, arXiv 2502.09992,
+    Algorithms 4–5) and Dream's (Ye et al., 2025, arXiv 2508.15487), token for token by default.
 
     The answer of ``max_new_tokens`` tokens starts fully masked and is revealed over ``steps`` denoiser calls,
     block by block from left to right (semi-autoregressive decoding when ``block_length < max_new_tokens``).
 
     Args:
-        max_new_tokens: answer length ``L`` (default 128).
+        sampler: the family whose schedule is used — ``"llada"`` (LLaDA's ``generate.py``: every block's masks are
+            split evenly over its steps, proposals by float64 Gumbel-max on the raw logits, confidence from the
+            untempered softmax) or ``"dream"`` (Dream's ``_sample``: the count ``⌊M·(1 − s/t)⌋`` recomputed every
+            step from the current masks on ``linspace(1, eps, steps + 1)``, proposals and confidences from the
+            tempered, nucleus- then top-k-filtered distribution). ``None`` = the model's own family (Dream
+            checkpoints decode with Dream's, LLaDA's with LLaDA's).
+        max_new_tokens: answer length ``L`` (default 128). ``max_length`` (prompt + answer) is honoured when
+            ``max_new_tokens`` is not given.
         steps: denoiser calls for the whole answer; ``None`` = ``max_new_tokens`` (one token per call).
             Must be a multiple of the number of blocks; each block gets ``steps / num_blocks`` calls.
-        block_length: tokens per block; ``None`` = ``max_new_tokens`` (a single block). Must divide ``max_new_tokens``.
-        do_sample / temperature: sampling of the proposed tokens by Gumbel-max in float64, as LLaDA's reference
-            (``temperature`` τ; greedy when ``do_sample`` is false or τ = 0). Passing ``temperature > 0`` without
-            ``do_sample`` turns sampling on.
-        suppress_tokens: token ids never proposed (e.g. special tokens).
-        suppress_mask_token: never propose the mask token, nor the padded embedding rows beyond the model's
-            ``vocab_size`` (default). LLaDA's reference sampler does not do this; a committed mask token would leave
-            a hole the schedule no longer covers. Set False to reproduce the reference bit for bit.
-        top_k / top_p: restrict the proposal distribution before sampling and before computing confidences.
-        remasking: which proposed tokens are committed each step —
-            ``low_confidence`` (highest probability of the proposed token, LLaDA), ``random`` (uniform scores,
-            LLaDA), ``margin`` (top-1 minus top-2 probability), ``entropy`` (lowest entropy), or ``origin``
-            (Dream's probabilistic reveal: every masked token of the block is revealed with probability
-            ``1 − s/t`` on the time grid ``linspace(1, eps, steps + 1)``).
+        block_length: tokens per block; ``None`` = ``max_new_tokens`` (a single block, Dream's only layout). Must
+            divide ``max_new_tokens``; a saved value the caller did not pass adapts to a new ``max_new_tokens``.
+        do_sample / temperature: sampling of the proposed tokens (greedy when ``do_sample`` is false or τ = 0).
+            Passing ``temperature > 0`` without ``do_sample`` turns sampling on.
+        top_k / top_p: restrict the proposals to the ``top_k`` most likely tokens / the nucleus of mass ``top_p``
+            of the *tempered* distribution (Dream's and transformers' order). Dream computes confidences from the
+            filtered distribution, LLaDA's family from the filtered raw logits.
+        remasking: which proposed tokens are committed each step — ``low_confidence`` (highest probability of the
+            proposed token; Dream's ``maskgit_plus``), ``random`` (uniform scores, LLaDA family only), ``margin``
+            (top-1 minus top-2 probability; Dream's ``topk_margin``), ``entropy`` (lowest entropy) or ``origin``
+            (Dream's probabilistic reveal: every masked token is revealed with probability ``1 − s/t``). ``None`` =
+            the family's default (LLaDA ``low_confidence``, Dream ``origin``). Dream's name ``alg`` is accepted.
         alg_temp: when > 0, the committed positions are drawn without replacement from ``softmax(score / alg_temp)``
             instead of taking the top scores (Dream's ``alg_temp``).
-        threshold: confidence-threshold parallel decoding — each step commits every masked token of the current
-            block whose score is ≥ ``threshold`` (at least the best one), ignoring the fixed schedule; a block ends
-            when it has no mask left, so ``nfe`` drops on easy text.
+        threshold: confidence-threshold parallel decoding (Fast-dLLM, arXiv 2505.22618) — each pass commits every
+            masked token of the current block whose score is ≥ ``threshold`` and at least the best one; a block ends
+            when it has no mask left or after ``block_length`` passes, so decoding always ends.
         cfg_scale: unsupervised classifier-free guidance (LLaDA): ``un + (cfg_scale + 1) · (cond − un)``, where
             ``un`` are the logits with the prompt masked. 0 disables it.
-        stop_at_eos: once every row has produced an EOS, stop generating further blocks; positions after a row's
-            first generated EOS become ``pad_token_id`` and all-padding trailing columns are cut.
+        min_new_tokens: EOS ids are never proposed in the first ``min_new_tokens`` answer positions.
+        num_return_sequences: samples per prompt (each prompt repeated, as Dream's ``diffusion_generate``).
         mask_token_id: the mask id; ``None`` = the model config's.
-        eps: final time of the ``origin`` schedule (Dream: 1e-3).
+        eps: final time of Dream's grid ``linspace(1, eps, steps + 1)`` (Dream: 1e-3).
         output_history: with ``return_dict_in_generate``, also return the canvas after every step.
         show_progress: show a progress bar over denoising steps.
+
+    Improvements over the authors' samplers, each a switch (the defaults reproduce the authors' code, except
+    ``stop_at_eos``, which never changes a token up to the first EOS):
+        stop_at_eos (default True): once every row has produced an EOS, skip the remaining blocks; positions after
+            a row's first generated EOS become ``pad_token_id`` and all-padding trailing columns are cut.
+        suppress_mask_token (default False): never propose the mask token, nor the padded embedding rows beyond
+            the model's ``vocab_size``. The authors' samplers may commit a proposed mask id, which leaves a hole
+            the schedule no longer covers (the answer keeps a mask token).
+        skip_idle_steps (default False): skip the forward pass of a step that commits nothing (a block with fewer
+            masks than steps, or a block already full): fewer passes, the same tokens at temperature 0, other
+            random draws (so other samples for a seed) above it.
+        block_noise (default False): at temperature > 0 in the LLaDA family, draw the float64 Gumbel noise only for
+            the positions that can be committed instead of LLaDA's whole (batch, length, vocab) canvas — far less
+            time and memory at large vocabularies, samples from the same distribution but not LLaDA's for a seed.
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        alg = kwargs.pop("alg", None)
+        self.sampler: str | None = kwargs.pop("sampler", None)
         self.steps: int | None = kwargs.pop("steps", None)
         self.block_length: int | None = kwargs.pop("block_length", None)
-        self.remasking: str = kwargs.pop("remasking", "low_confidence")
+        self.remasking: str | None = kwargs.pop("remasking", None)
         self.alg_temp: float | None = kwargs.pop("alg_temp", None)
         self.threshold: float | None = kwargs.pop("threshold", None)
         self.cfg_scale: float = kwargs.pop("cfg_scale", 0.0)
         self.stop_at_eos: bool = kwargs.pop("stop_at_eos", True)
-        self.suppress_mask_token: bool = kwargs.pop("suppress_mask_token", True)
+        self.suppress_mask_token: bool = kwargs.pop("suppress_mask_token", False)
+        self.skip_idle_steps: bool = kwargs.pop("skip_idle_steps", False)
+        self.block_noise: bool = kwargs.pop("block_noise", False)
         self.mask_token_id: int | None = kwargs.pop("mask_token_id", None)
         self.eps: float = kwargs.pop("eps", 1e-3)
         self.output_history: bool = kwargs.pop("output_history", False)
         self.show_progress: bool = kwargs.pop("show_progress", False)
-        kwargs.setdefault("max_new_tokens", 128)
+        if alg is not None:
+            self._set_alg(alg)
+        if kwargs.get("max_new_tokens") is None and kwargs.get("max_length") is None:
+            kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
         if "do_sample" not in kwargs:
             kwargs["do_sample"] = (kwargs.get("temperature") or 0.0) > 0
         super().__init__(**kwargs)
 
+    def _set_alg(self, alg: str) -> None:
+        """Dream's ``alg`` name for ``remasking``."""
+        if alg not in DREAM_ALGORITHMS:
+            raise ValueError(f"`alg` must be one of {sorted(DREAM_ALGORITHMS)} (Dream's names), got {alg!r}.")
+        self.remasking = DREAM_ALGORITHMS[alg]
+
     def update(self, **kwargs: Any) -> dict[str, Any]:
-        """Like [`GenerationConfig.update`], and ``temperature > 0`` without ``do_sample`` turns sampling on."""
+        """Like [`GenerationConfig.update`]; ``temperature > 0`` without ``do_sample`` turns sampling on and Dream's
+        ``alg`` sets ``remasking``."""
+        if "alg" in kwargs:
+            kwargs = dict(kwargs)
+            alg = kwargs.pop("alg")
+            if "remasking" in kwargs and DREAM_ALGORITHMS.get(alg) != kwargs["remasking"]:
+                raise ValueError(f"`alg={alg!r}` and `remasking={kwargs['remasking']!r}` disagree; pass one of them.")
+            self._set_alg(alg)
         if "do_sample" not in kwargs and (kwargs.get("temperature") or 0.0) > 0:
             kwargs["do_sample"] = True
         return super().update(**kwargs)
 
     @property
     def sampling_temperature(self) -> float:
-        """The Gumbel temperature actually used: 0 unless sampling is on."""
+        """The temperature actually used: 0 unless sampling is on."""
         return float(self.temperature or 0.0) if self.do_sample else 0.0
 
     @property
@@ -91,37 +137,72 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
     def resolved_steps(self) -> int:
         return self.steps if self.steps is not None else self.max_new_tokens
 
+    @property
+    def resolved_remasking(self) -> str:
+        return self.remasking or FAMILY_DEFAULT_REMASKING[self.sampler or "llada"]
+
     def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None) -> None:
+        # temperature / top-k / top-p are read at temperature 0 too (filters shape the confidences), so
+        # transformers' "only used in sample-based generation modes" warnings do not apply to them
+        if user_set_attributes is None:
+            user_set_attributes = {key for key in self.__dict__ if not key.startswith("_")}
+        if not self.do_sample:  # transformers stays quiet about a flag when only `do_sample` counts as set
+            user_set_attributes = (user_set_attributes - {"temperature", "top_k", "top_p"}) | {"do_sample"}
         super().validate(strict=strict, user_set_attributes=user_set_attributes)
-        if not hasattr(self, "remasking"):  # called by the parent __init__ before our fields exist
+        if not hasattr(self, "show_progress"):  # called by the parent __init__ before our fields exist
             return
-        if self.remasking not in REMASKING_STRATEGIES:
+        self._validate_values()
+
+    def _validate_values(self) -> None:
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS} or None, got {self.sampler!r}.")
+        if self.remasking is not None and self.remasking not in REMASKING_STRATEGIES:
             raise ValueError(f"`remasking` must be one of {REMASKING_STRATEGIES}, got {self.remasking!r}.")
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        if self.sampler == "dream" and self.remasking == "random":
+            raise ValueError("`remasking='random'` is LLaDA's rule; Dream's sampler has origin, maskgit_plus "
+                             "(low_confidence), topk_margin (margin) and entropy. Pass sampler='llada' to use it.")
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
             raise ValueError(f"`max_new_tokens` must be a positive integer, got {self.max_new_tokens!r}.")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"`steps` must be an integer >= 1, got {self.steps!r}.")
         if self.block_length is not None and (not isinstance(self.block_length, int) or self.block_length < 1):
             raise ValueError(f"`block_length` must be an integer >= 1, got {self.block_length!r}.")
+        if self.temperature is not None and not (isinstance(self.temperature, (int, float))
+                                                 and math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"`temperature` must be a finite number >= 0, got {self.temperature!r}.")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"`top_k` must be an integer >= 1 or None, got {self.top_k!r}.")
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"`top_p` must lie in (0, 1] or be None, got {self.top_p!r}.")
+        if self.alg_temp is not None and not (math.isfinite(self.alg_temp) and self.alg_temp >= 0):
+            raise ValueError(f"`alg_temp` must be a finite number >= 0 or None, got {self.alg_temp}.")
+        if not (isinstance(self.cfg_scale, (int, float)) and math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise ValueError(f"`cfg_scale` must be a finite number >= 0, got {self.cfg_scale!r}.")
+        if self.threshold is not None:
+            if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+                raise ValueError(f"`threshold` must be a finite number or None, got {self.threshold!r}.")
+            if self.remasking in ("random", "origin"):
+                raise ValueError(f"`threshold` needs a confidence score; it cannot be combined with "
+                                 f"remasking={self.remasking!r} (use 'low_confidence', 'margin' or 'entropy').")
+        if not 0 < self.eps < 1:
+            raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
+        if self.min_new_tokens is not None and (not isinstance(self.min_new_tokens, int) or self.min_new_tokens < 0):
+            raise ValueError(f"`min_new_tokens` must be an integer >= 0, got {self.min_new_tokens!r}.")
+        if self.pad_token_id is not None and self.mask_token_id is not None and self.pad_token_id == self.mask_token_id:
+            raise ValueError(f"`pad_token_id` must differ from `mask_token_id` (both are {self.mask_token_id}).")
+
+    def validate_layout(self) -> None:
+        """Checks that need the final ``max_new_tokens``: blocks divide the answer, steps divide into blocks."""
         if self.max_new_tokens % self.resolved_block_length:
             raise ValueError(f"`max_new_tokens` ({self.max_new_tokens}) must be divisible by `block_length` "
                              f"({self.resolved_block_length}).")
         if self.resolved_steps % self.num_blocks:
             raise ValueError(f"`steps` ({self.resolved_steps}) must be divisible by the number of blocks "
                              f"({self.num_blocks} = max_new_tokens / block_length).")
-        if self.temperature is not None and self.temperature < 0:
-            raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
-        if self.alg_temp is not None and self.alg_temp < 0:
-            raise ValueError(f"`alg_temp` must be >= 0 or None, got {self.alg_temp}.")
-        if self.cfg_scale < 0:
-            raise ValueError(f"`cfg_scale` must be >= 0, got {self.cfg_scale}.")
-        if self.threshold is not None and self.remasking in ("random", "origin"):
-            raise ValueError(f"`threshold` needs a confidence score; it cannot be combined with "
-                             f"remasking={self.remasking!r} (use 'low_confidence', 'margin' or 'entropy').")
-        if self.remasking == "origin" and not 0 < self.eps < 1:
-            raise ValueError(f"`eps` must lie in (0, 1) for remasking='origin', got {self.eps}.")
-        if self.pad_token_id is not None and self.mask_token_id is not None and self.pad_token_id == self.mask_token_id:
-            raise ValueError(f"`pad_token_id` must differ from `mask_token_id` (both are {self.mask_token_id}).")
+
+    def refuse_unsupported(self) -> None:
+        """``ValueError`` naming every transformers setting this sampler does not honour (``num_beams`` …)."""
+        refuse_unsupported_fields(self, OWN_FIELDS)
 
     @classmethod
     def from_model_config(cls, model_config: Any) -> "MaskedDiffusionGenerationConfig":
@@ -130,4 +211,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         return cls(**token_ids_from_model_config(model_config, TOKEN_ID_FIELDS + ("mask_token_id",)))
 
 
-__all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES"]
+OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "cfg_scale",
+                        "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "mask_token_id", "eps",
+                        "output_history", "show_progress"})
+
+__all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES", "SAMPLERS"]

@@ -1,11 +1,12 @@
-"""``generate()`` for masked diffusion language models: the decoding loop of LLaDA (Nie et al., 2025,
-Algorithm 4 with semi-autoregressive blocks, Algorithm 5 low-confidence remasking), Dream's samplers and
-confidence-threshold parallel decoding, over the denoiser contract."""
+"""``generate()`` for masked diffusion language models over the denoiser contract: LLaDA's sampler (Nie et al.,
+2025, arXiv 2502.09992, Algorithm 4 with semi-autoregressive blocks, Algorithm 5 low-confidence remasking) and
+Dream's (Ye et al., 2025, arXiv 2508.15487), each token for token as its authors' code, plus confidence-threshold
+parallel decoding (Fast-dLLM, arXiv 2505.22618) and transformers' ``generate()`` contract."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -13,21 +14,18 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
+from ._contract import largest_divisor_at_most
 from ._reload import ReloadsGenerationConfig, merge_overrides
 from .configuration import MaskedDiffusionGenerationConfig
+from .dream_sampling import dream_timesteps, dream_transfer_count
 from .initial_state import DiMOInitialState, embedding_noise
-from .sampling import (
-    add_gumbel_noise,
-    confidence_scores,
-    filter_logits,
-    num_transfer_tokens,
-    origin_reveal,
-    select_above_threshold,
-    select_top,
-    trim_after_eos,
-)
+from .sampling import add_gumbel_noise, filter_logits, num_transfer_tokens, trim_after_eos
+from .steps import ProposalMasks, dream_step, llada_step
 
 logger = logging.get_logger(__name__)
+
+LogitsHook = Callable[[int, torch.LongTensor, torch.Tensor], torch.Tensor]
+TokensHook = Callable[[int | None, torch.LongTensor, torch.Tensor | None], torch.LongTensor]
 
 
 @dataclass
@@ -54,15 +52,23 @@ def _as_list(ids: int | list[int] | None) -> list[int]:
 class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
     """Adds masked-diffusion ``generate()`` to a model that follows the denoiser contract.
 
-    The class name ends in ``GenerationMixin`` so that transformers' ``can_generate()`` recognises it, which gives
-    the model a ``generation_config`` and lets ``pipeline("text-generation")`` drive it.
+    ``diffusion_sampler`` names the family the architecture's authors decode with (``"llada"`` or ``"dream"``);
+    ``generation_config.sampler`` overrides it. The class name ends in ``GenerationMixin`` so that transformers'
+    ``can_generate()`` recognises it, which gives the model a ``generation_config`` and lets
+    ``pipeline("text-generation")`` drive it.
     """
 
     generation_config_class = MaskedDiffusionGenerationConfig
+    diffusion_sampler = "llada"
 
     def _prepare_diffusion_config(self, generation_config: MaskedDiffusionGenerationConfig | None,
-                                  kwargs: dict[str, Any]) -> MaskedDiffusionGenerationConfig:
+                                  kwargs: dict[str, Any], prompt_length: int = 0) -> MaskedDiffusionGenerationConfig:
         base = generation_config if generation_config is not None else self.generation_config
+        passed = set(kwargs) | ({"remasking"} if "alg" in kwargs else set())
+        if generation_config is not None:
+            passed |= set(generation_config.to_diff_dict())
+        if "max_length" in kwargs and "max_new_tokens" not in kwargs:
+            kwargs = {**kwargs, "max_new_tokens": None}  # the caller's max_length decides the answer length
         config = merge_overrides(MaskedDiffusionGenerationConfig, base, kwargs, "masked diffusion decoding")
         model_config = self.config
         for name in ("mask_token_id", "pad_token_id", "eos_token_id", "bos_token_id"):
@@ -70,13 +76,47 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                 setattr(config, name, getattr(model_config, name))
         if config.mask_token_id is None:
             config.mask_token_id = get_mask_token_id(self)
-        config.validate()
+        config.sampler = config.sampler or self.diffusion_sampler
+        config.remasking = config.resolved_remasking
+        if config.max_new_tokens is None:
+            if config.max_length is None or config.max_length <= prompt_length:
+                raise ValueError(f"`max_length` ({config.max_length}) must exceed the prompt length ({prompt_length});"
+                                 " or pass `max_new_tokens`.")
+            config.max_new_tokens = config.max_length - prompt_length
+        self._adapt_layout(config, passed)
+        config._validate_values()
+        config.validate_layout()
+        config.refuse_unsupported()
+        if config.bad_words_ids is not None:
+            if any(len(ids) != 1 for ids in config.bad_words_ids):
+                raise ValueError("`bad_words_ids` with sequences of more than one token cannot be honoured by masked "
+                                 f"diffusion (tokens are not decoded left to right); got {config.bad_words_ids}.")
         return config
+
+    @staticmethod
+    def _adapt_layout(config: MaskedDiffusionGenerationConfig, passed: set[str]) -> None:
+        """A saved ``block_length`` / ``steps`` the caller did not pass follows a new ``max_new_tokens``: the block
+        becomes the largest divisor of the answer no longer than it, the steps are capped at the answer length and
+        rounded up to a multiple of the number of blocks."""
+        length = config.max_new_tokens
+        if "block_length" not in passed and config.block_length is not None and length % config.block_length:
+            adapted = largest_divisor_at_most(length, config.block_length)
+            logger.info("block_length %d does not divide max_new_tokens %d: using %d", config.block_length, length,
+                        adapted)
+            config.block_length = adapted
+        if "steps" not in passed and config.steps is not None:
+            steps = min(config.steps, length)
+            steps = -(-steps // config.num_blocks) * config.num_blocks
+            if steps != config.steps:
+                logger.info("steps %d adapted to %d for max_new_tokens %d", config.steps, steps, length)
+                config.steps = steps
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                  generation_config: MaskedDiffusionGenerationConfig | None = None,
                  streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+                 generation_logits_hook_func: LogitsHook | None = None,
+                 generation_tokens_hook_func: TokensHook | None = None,
                  **kwargs: Any) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
         """Generate ``max_new_tokens`` tokens after each prompt by masked-diffusion decoding.
 
@@ -87,23 +127,34 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             generation_config: base settings; defaults to ``self.generation_config``.
             streamer: receives the prompt, then each finished block through ``put``; if it has ``put_draft``
                 (e.g. ``transformers.TextDiffusionStreamer``) it also receives the current block after every step.
-            generator: a ``torch.Generator`` for reproducible sampling.
-            kwargs: any field of [`MaskedDiffusionGenerationConfig`], overriding ``generation_config``.
+            generator: a ``torch.Generator`` for reproducible sampling (the global one when ``None``, as the
+                authors' samplers).
+            generation_logits_hook_func / generation_tokens_hook_func: Dream's hooks, ``(step, x, logits)`` →
+                logits (called on the aligned logits of every pass) and → x (called before the first pass with
+                ``step=None`` and after every pass).
+            kwargs: any field of [`MaskedDiffusionGenerationConfig`] or of transformers' ``GenerationConfig``
+                (honoured, or refused with a ``ValueError`` naming it).
 
         Returns:
             The sequences (prompt + answer), or a [`MaskedDiffusionGenerationOutput`] with
             ``return_dict_in_generate=True``.
         """
-        config = self._prepare_diffusion_config(generation_config, kwargs)
-        mask_id = config.mask_token_id
         device = self.device
         if input_ids is None:
-            if config.bos_token_id is None:
+            bos = kwargs.get("bos_token_id", self.generation_config.bos_token_id)
+            if bos is None:
+                bos = getattr(self.config, "bos_token_id", None)
+            if bos is None:
                 raise ValueError("`input_ids` is None and no `bos_token_id` is set to start from.")
-            input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long, device=device)
+            input_ids = torch.full((1, 1), bos, dtype=torch.long, device=device)
         if input_ids.dim() != 2:
             raise ValueError(f"`input_ids` must have shape (batch, length), got {tuple(input_ids.shape)}.")
+        config = self._prepare_diffusion_config(generation_config, kwargs, input_ids.shape[1])
         input_ids = input_ids.to(device)
+        copies = config.num_return_sequences or 1
+        if copies > 1:
+            input_ids = input_ids.repeat_interleave(copies, dim=0)
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(copies, dim=0)
         batch, prompt_length = input_ids.shape
         total = prompt_length + config.max_new_tokens
         max_positions = getattr(self.config, "max_position_embeddings", None)
@@ -113,65 +164,84 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         if streamer is not None and batch != 1:
             raise ValueError(f"A streamer needs batch size 1, got {batch}.")
 
-        x = torch.full((batch, total), mask_id, dtype=torch.long, device=device)
+        x = torch.full((batch, total), config.mask_token_id, dtype=torch.long, device=device)
         x[:, :prompt_length] = input_ids
         if attention_mask is not None:
             attention_mask = attention_mask.to(device)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, config.max_new_tokens)], dim=1)
             if bool(attention_mask.all()):
                 attention_mask = None
+        masks = self._proposal_masks(config, prompt_length)
         initial_state = DiMOInitialState.from_model(self)
         if initial_state is not None and config.resolved_steps == 1:
-            return self._generate_one_step(x, prompt_length, attention_mask, config, initial_state, generator, streamer)
-        prompt_index = x != mask_id
-
-        block_length, num_blocks = config.resolved_block_length, config.num_blocks
-        steps_per_block = config.resolved_steps // num_blocks
-        temperature = config.sampling_temperature
-        eos_ids = _as_list(config.eos_token_id)
-        history: list[torch.LongTensor] = []
-        nfe = 0
-        model_kwargs = self._decoding_model_kwargs(config)
+            return self._generate_one_step(x, prompt_length, attention_mask, config, initial_state, masks, generator,
+                                           streamer)
         if streamer is not None:
             streamer.put(input_ids.cpu())
+        if generation_tokens_hook_func is not None:
+            x = generation_tokens_hook_func(None, x, None)
+        x, nfe, history = self._denoise_blocks(x, prompt_length, attention_mask, config, masks, generator, streamer,
+                                               generation_logits_hook_func, generation_tokens_hook_func)
+        if streamer is not None:
+            streamer.end()
+        return self._finish(x, prompt_length, config, nfe, history)
 
+    def _proposal_masks(self, config: MaskedDiffusionGenerationConfig, prompt_length: int) -> ProposalMasks:
+        suppressed = list(config.suppress_tokens or []) + [ids[0] for ids in (config.bad_words_ids or [])]
+        vocab_limit = None
+        if config.suppress_mask_token:
+            suppressed.append(config.mask_token_id)
+            vocab_limit = getattr(self.config, "vocab_size", None)
+        early_end = prompt_length + (config.min_new_tokens or 0) if config.min_new_tokens else 0
+        return ProposalMasks(suppressed, vocab_limit, _as_list(config.eos_token_id), early_end)
+
+    def _denoise_blocks(self, x: torch.LongTensor, prompt_length: int, attention_mask: torch.Tensor | None,
+                        config: MaskedDiffusionGenerationConfig, masks: ProposalMasks,
+                        generator: torch.Generator | None, streamer: BaseStreamer | None,
+                        logits_hook: LogitsHook | None, tokens_hook: TokensHook | None
+                        ) -> tuple[torch.LongTensor, int, list[torch.LongTensor]]:
+        """The block loop. Without ``threshold`` every block takes exactly ``steps / num_blocks`` passes (the
+        authors' loops); with it, passes go on until the block has no mask, at most ``block_length`` of them."""
+        mask_id = config.mask_token_id
+        prompt_index = x != mask_id
+        block_length, num_blocks = config.resolved_block_length, config.num_blocks
+        steps_per_block = config.resolved_steps // num_blocks
+        dream_schedule = config.sampler == "dream" or config.remasking == "origin"
+        eos_ids = _as_list(config.eos_token_id)
+        model_kwargs = self._decoding_model_kwargs(config)
+        history: list[torch.LongTensor] = []
+        nfe = 0
         progress = tqdm(total=config.resolved_steps, disable=not config.show_progress, desc="denoising")
         for block in range(num_blocks):
             start = prompt_length + block * block_length
             end = start + block_length
-            block_masked = x[:, start:end] == mask_id
-            counts = num_transfer_tokens(block_masked, steps_per_block)
-            timesteps = torch.linspace(1.0, config.eps, steps_per_block + 1).tolist()
-            step = 0
-            while True:
-                mask_index = x == mask_id
-                mask_index[:, end:] = False  # positions right of the current block are never committed
-                if not mask_index.any():
+            counts = num_transfer_tokens(x[:, start:end] == mask_id, steps_per_block)
+            timesteps = dream_timesteps(steps_per_block, config.eps, x.device)
+            passes = steps_per_block if config.threshold is None else block_length
+            for step in range(passes):
+                candidates = x == mask_id
+                candidates[:, end:] = False  # positions right of the current block are never committed
+                if config.threshold is not None and not candidates.any():
                     break
-                if config.threshold is None:
-                    if step >= steps_per_block:
-                        break
-                    if config.remasking != "origin" and int(counts[:, step].sum()) == 0:
-                        step += 1  # nothing to commit: skip the forward pass (the canvas would not change)
-                        progress.update(1)
-                        continue
+                if config.threshold is None and config.skip_idle_steps and (
+                        not candidates.any() or self._commits_nothing(candidates, counts, timesteps, step,
+                                                                      steps_per_block, config, dream_schedule)):
+                    progress.update(1)
+                    continue
                 logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id,
                                         **model_kwargs)
                 nfe += 1
-                logits = self._proposal_logits(logits, config)
-                proposal = torch.argmax(add_gumbel_noise(logits, temperature, generator), dim=-1)
-                if config.remasking == "origin":
-                    transfer = origin_reveal(mask_index, timesteps[step], timesteps[step + 1],
-                                             step == steps_per_block - 1, generator)
+                if logits_hook is not None:
+                    logits = logits_hook(step, x, logits)
+                if dream_schedule:
+                    transfer, proposals = dream_step(logits, x, candidates, timesteps, step, steps_per_block, config,
+                                                     masks, generator)
                 else:
-                    confidence = confidence_scores(logits, proposal, config.remasking, generator)
-                    confidence = confidence.masked_fill(~mask_index, float("-inf"))
-                    if config.threshold is not None:
-                        transfer = select_above_threshold(confidence, config.threshold)
-                    else:
-                        transfer = select_top(confidence, counts[:, step], config.alg_temp, generator)
-                x = torch.where(transfer & mask_index, proposal, x)
-                step += 1
+                    transfer, proposals = llada_step(logits, x, candidates, counts[:, step], config, masks,
+                                                     generator)
+                x = torch.where(transfer, proposals, x)
+                if tokens_hook is not None:
+                    x = tokens_hook(step, x, logits)
                 progress.update(1)
                 if config.output_history:
                     history.append(x.clone())
@@ -181,13 +251,25 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                 streamer.put(x[0, start:end].cpu())
             if config.stop_at_eos and eos_ids and block < num_blocks - 1:
                 generated = x[:, prompt_length:end]
-                if bool(torch.isin(generated, torch.tensor(eos_ids, device=device)).any(dim=1).all()):
+                if bool(torch.isin(generated, torch.tensor(eos_ids, device=x.device)).any(dim=1).all()):
                     logger.info("every row produced EOS after block %d of %d: stopping", block + 1, num_blocks)
                     break
         progress.close()
-        if streamer is not None:
-            streamer.end()
+        return x, nfe, history
 
+    @staticmethod
+    def _commits_nothing(candidates: torch.BoolTensor, counts: torch.LongTensor, timesteps: torch.Tensor, step: int,
+                         steps: int, config: MaskedDiffusionGenerationConfig, dream_schedule: bool) -> bool:
+        """Whether a fixed-schedule pass would commit no token (``skip_idle_steps``)."""
+        if config.remasking == "origin":
+            return False  # the reveal is random: every pass may commit
+        if dream_schedule:
+            return dream_transfer_count(candidates, timesteps, step, steps) <= 0
+        return int(counts[:, step].sum()) == 0
+
+    def _finish(self, x: torch.LongTensor, prompt_length: int, config: MaskedDiffusionGenerationConfig, nfe: int,
+                history: list[torch.LongTensor]) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
+        eos_ids = _as_list(config.eos_token_id)
         sequences = x
         if config.stop_at_eos and eos_ids:
             pad = config.pad_token_id if config.pad_token_id is not None else eos_ids[0]
@@ -201,20 +283,16 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         """Extra forward arguments kept for one decoding loop (a model's per-canvas caches); none by default."""
         return {}
 
-    def _proposal_logits(self, logits: torch.Tensor, config: MaskedDiffusionGenerationConfig) -> torch.Tensor:
-        """Logits tokens are proposed from: suppressed ids (and the mask token and padded rows past the real
-        vocabulary, with ``suppress_mask_token``) set to −inf, then top-k / top-p filtering."""
-        if config.suppress_tokens:
-            logits[..., list(config.suppress_tokens)] = float("-inf")
-        if config.suppress_mask_token:
-            logits[..., config.mask_token_id] = float("-inf")
-            real_vocab = getattr(self.config, "vocab_size", None) or config.mask_token_id + 1
-            logits[..., real_vocab:] = float("-inf")
-        return filter_logits(logits, config.top_k, config.top_p)
+    def diffusion_generate(self, inputs: torch.LongTensor | None = None, **kwargs: Any
+                           ) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
+        """Dream's entry point, kept so Dream's scripts run unchanged: Dream's settings (``alg``, ``alg_temp``,
+        ``steps``, ``eps``, ``top_p``, ``top_k``, ``max_new_tokens`` / ``max_length``, the two hooks, …) go to
+        [`generate`], which decodes with the model's own sampler family."""
+        return self.generate(inputs, **kwargs)
 
     def _generate_one_step(self, x: torch.LongTensor, prompt_length: int, attention_mask: torch.Tensor | None,
                            config: MaskedDiffusionGenerationConfig, initial_state: DiMOInitialState,
-                           generator: torch.Generator | None, streamer: BaseStreamer | None
+                           masks: ProposalMasks, generator: torch.Generator | None, streamer: BaseStreamer | None
                            ) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
         """One-step generation of a Di[M]O-distilled generator (Zhu et al., 2025, Algorithm 1 lines 4–6): the answer
         starts from x_init ~ p_init with the settings saved at distillation (partly masked random tokens, embedding
@@ -228,22 +306,18 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
         with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator):
             logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
-        logits = self._proposal_logits(logits, config)
-        proposal = torch.argmax(add_gumbel_noise(logits, config.sampling_temperature, generator), dim=-1)
-        x = torch.where(generated, proposal, x)
+        answer = logits[:, prompt_length:]
+        if torch.isnan(answer).any():
+            raise ValueError("The denoiser returned NaN logits: refusing to turn them into tokens.")
+        answer = masks.apply(answer, torch.arange(prompt_length, x.shape[1], device=x.device))
+        temperature = config.sampling_temperature
+        answer = filter_logits(answer, config.top_k, config.top_p, temperature)
+        x[:, prompt_length:] = torch.argmax(add_gumbel_noise(answer, temperature, generator), dim=-1)
         if streamer is not None:
             streamer.put(x[:, :prompt_length].cpu())
             streamer.put(x[0, prompt_length:].cpu())
             streamer.end()
-        eos_ids = _as_list(config.eos_token_id)
-        sequences = x
-        if config.stop_at_eos and eos_ids:
-            pad = config.pad_token_id if config.pad_token_id is not None else eos_ids[0]
-            sequences = trim_after_eos(x, prompt_length, eos_ids, pad)
-        if config.return_dict_in_generate:
-            return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=1,
-                                                   history=(x.clone(),) if config.output_history else None)
-        return sequences
+        return self._finish(x, prompt_length, config, 1, [x.clone()])
 
 
 __all__ = ["MaskedDiffusionGenerationMixin", "MaskedDiffusionGenerationOutput"]

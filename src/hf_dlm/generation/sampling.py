@@ -1,6 +1,9 @@
-"""Pure functions of one masked-diffusion decoding step (LLaDA Algorithm 4/5, Dream's samplers, Fast-dLLM).
+"""Pure functions of one masked-diffusion decoding step, LLaDA family (Nie et al., 2025, arXiv 2502.09992,
+Algorithm 4 with semi-autoregressive blocks, Algorithm 5 low-confidence remasking) and the rules both families
+share (Fast-dLLM's confidence threshold, Wu et al., 2025, arXiv 2505.22618; nucleus / top-k filtering).
 
-Each function takes tensors and returns tensors, so tests can check them against hand-derived values.
+Each function takes tensors and returns tensors, so tests can check them against hand-derived values. Dream's own
+step lives in ``dream_sampling.py``.
 """
 
 from __future__ import annotations
@@ -20,46 +23,56 @@ def num_transfer_tokens(mask_index: torch.Tensor, steps: int) -> torch.LongTenso
     return counts
 
 
-def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_uniforms(shape: tuple[int, ...], device: torch.device,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The float64 uniforms LLaDA's Gumbel-max draws, one per logit (``torch.rand_like(logits, float64)``)."""
+    return torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
+
+
+def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None,
+                     uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """Gumbel-max perturbation in float64: ``argmax`` of the result is a sample of ``softmax(logits / τ)``.
 
     Written as LLaDA does, ``exp(logits) / (−log u)^τ`` with ``u ~ U(0, 1)``, which is monotone in
-    ``logits + τ·g`` with ``g`` standard Gumbel; float64 because low-precision Gumbel noise degrades samples.
-    At τ = 0 the logits are returned unchanged (greedy).
+    ``logits + τ·g`` with ``g`` standard Gumbel; float64 because low-precision Gumbel noise degrades samples
+    (arXiv 2409.02908). ``uniforms`` (same shape as ``logits``) are drawn here when not given. At τ = 0 the logits
+    are returned unchanged (greedy) and nothing is drawn, as in LLaDA.
     """
     if temperature == 0:
         return logits
-    logits = logits.to(torch.float64)
-    noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
-    return logits.exp() / (-torch.log(noise)) ** temperature
+    if uniforms is None:
+        uniforms = gumbel_uniforms(tuple(logits.shape), logits.device, generator)
+    return logits.to(torch.float64).exp() / (-torch.log(uniforms)) ** temperature
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Set to −inf every logit outside the ``top_k`` largest and outside the smallest set whose probability
-    reaches ``top_p`` (nucleus). The most likely token always survives."""
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
+                  temperature: float = 0.0) -> torch.Tensor:
+    """Set to −inf every logit outside the ``top_k`` largest and outside the smallest set whose probability under
+    ``softmax(logits / temperature)`` reaches ``top_p`` (nucleus; the untempered distribution at temperature 0).
+    Filtering the tempered distribution is transformers' order (temperature, then top-k / top-p). The most likely
+    token always survives."""
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # mass before this token already ≥ p
+        scaled = logits / temperature if temperature > 0 else logits
+        sorted_logits, order = torch.sort(scaled, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        drop_sorted = probs.cumsum(-1) - probs >= top_p  # mass before this token already ≥ p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
-def confidence_scores(logits: torch.Tensor, proposal: torch.LongTensor, remasking: str,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Score of every proposed token; the highest scores are committed first.
+def confidence_scores(logits: torch.Tensor, proposal: torch.LongTensor, remasking: str) -> torch.Tensor:
+    """Score of every proposed token; the highest scores are committed first. Computed in the logits' dtype, as
+    LLaDA's ``generate.py`` does (bf16 logits give bf16 scores, whose ties ``topk`` breaks by position).
 
-    ``low_confidence``: p(proposal) under ``softmax(logits)`` (LLaDA); ``random``: u ~ U(0, 1) (LLaDA);
-    ``margin``: p₁ − p₂, the gap between the two most likely tokens; ``entropy``: Σ p log p (negative entropy,
-    Dream's ``entropy`` algorithm). Computed in float32 or wider.
+    ``low_confidence``: p(proposal) under ``softmax(logits)`` (LLaDA Algorithm 5); ``margin``: p₁ − p₂, the gap
+    between the two most likely tokens; ``entropy``: Σ p log p (negative entropy). ``random`` scores are uniforms
+    drawn over the whole canvas by the caller ([`random_scores`]).
     """
-    if remasking == "random":
-        return torch.rand(proposal.shape, device=proposal.device, generator=generator, dtype=torch.float64)
-    probs = F.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
+    probs = F.softmax(logits, dim=-1)
     if remasking == "low_confidence":
         return torch.gather(probs, -1, proposal.unsqueeze(-1)).squeeze(-1)
     if remasking == "margin":
@@ -67,22 +80,29 @@ def confidence_scores(logits: torch.Tensor, proposal: torch.LongTensor, remaskin
         return top2[..., 0] - top2[..., 1]
     if remasking == "entropy":
         return torch.sum(probs * torch.log(probs.clamp_min(1e-30)), dim=-1)
-    raise ValueError(f"`remasking` has no confidence score for {remasking!r}; expected 'low_confidence', 'random', "
-                     "'margin' or 'entropy'.")
+    raise ValueError(f"`remasking` has no confidence score for {remasking!r}; expected 'low_confidence', 'margin' "
+                     "or 'entropy'.")
+
+
+def random_scores(batch: int, length: int, device: torch.device,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """LLaDA's ``random`` remasking scores: float32 uniforms over the whole (batch, length) canvas."""
+    return torch.rand((batch, length), device=device, generator=generator)
 
 
 def select_top(confidence: torch.Tensor, counts: torch.LongTensor, alg_temp: float | None = None,
                generator: torch.Generator | None = None) -> torch.BoolTensor:
     """Positions to commit: per row the ``counts[row]`` best scores (−inf marks positions that may not be
-    committed), or, with ``alg_temp > 0``, that many positions drawn without replacement from
-    ``softmax(confidence / alg_temp)`` (Dream)."""
+    committed; never more than the row has), or, with ``alg_temp > 0``, that many positions drawn without
+    replacement from ``softmax(confidence / alg_temp)`` (Dream's ``alg_temp``)."""
     transfer = torch.zeros_like(confidence, dtype=torch.bool)
+    available = torch.isfinite(confidence).sum(dim=-1)
     for row in range(confidence.shape[0]):
-        k = int(counts[row])
+        k = min(int(counts[row]), int(available[row]))
         if k == 0:
             continue
         if alg_temp:
-            weights = F.softmax(confidence[row].double() / alg_temp, dim=-1)
+            weights = F.softmax(confidence[row] / alg_temp, dim=-1)
             index = torch.multinomial(weights, k, replacement=False, generator=generator)
         else:
             index = torch.topk(confidence[row], k).indices
@@ -92,22 +112,11 @@ def select_top(confidence: torch.Tensor, counts: torch.LongTensor, alg_temp: flo
 
 def select_above_threshold(confidence: torch.Tensor, threshold: float) -> torch.BoolTensor:
     """Confidence-threshold parallel decoding (Fast-dLLM): every position scoring ≥ ``threshold``, and in each
-    row that has a committable position at least its best one."""
+    row that has a committable position at least its best one — so every pass commits something."""
     transfer = confidence >= threshold
     best = confidence.argmax(dim=-1, keepdim=True)
     has_candidate = torch.isfinite(confidence).any(dim=-1, keepdim=True)
     return transfer | (torch.zeros_like(transfer).scatter(-1, best, True) & has_candidate)
-
-
-def origin_reveal(eligible: torch.BoolTensor, t: float, s: float, last_step: bool,
-                  generator: torch.Generator | None = None) -> torch.BoolTensor:
-    """Dream's ``origin`` reveal: each eligible masked position is unmasked independently with probability
-    ``1 − s/t`` when moving from time ``t`` to ``s < t`` (all of them at the last step) — the exact reverse
-    transition of the linear masking schedule."""
-    if last_step:
-        return eligible.clone()
-    u = torch.rand(eligible.shape, device=eligible.device, generator=generator)
-    return eligible & (u < 1.0 - s / t)
 
 
 def trim_after_eos(sequences: torch.LongTensor, prompt_length: int, eos_token_ids: list[int],
@@ -127,8 +136,9 @@ __all__ = [
     "add_gumbel_noise",
     "confidence_scores",
     "filter_logits",
+    "gumbel_uniforms",
     "num_transfer_tokens",
-    "origin_reveal",
+    "random_scores",
     "select_above_threshold",
     "select_top",
     "trim_after_eos",
