@@ -80,7 +80,7 @@ def test_suppress_tokens_and_single_token_bad_words_are_never_proposed(tiny_llad
     (dict(typical_p=0.9, do_sample=True), "typical_p"),
     (dict(min_p=0.1, do_sample=True), "min_p"),
     (dict(guidance_scale=2.0), "guidance_scale"),
-    (dict(stop_strings=["the"]), "stop_strings"),
+    (dict(stop_strings=["the"]), "stop_strings"),  # no tokenizer to find its id
     (dict(min_length=3), "min_length"),
     (dict(logits_processor=LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.2)])), "logits_processor"),
     (dict(stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(5)])), "stopping_criteria"),

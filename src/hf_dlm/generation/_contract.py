@@ -20,7 +20,7 @@ _GENERATE_ARGUMENTS = {
     "synced_gpus": "every rank runs the same number of denoising passes without synchronisation",
     "assistant_tokenizer": "assisted (speculative) decoding needs autoregressive decoding",
 }
-# accepted and harmless: the pipeline passes the tokenizer along for `stop_strings`, which is refused on its own
+# accepted and harmless (the tokenizer only serves `stop_strings`, read by the sampler that honours them)
 _HARMLESS_ARGUMENTS = ("tokenizer", "use_model_defaults")
 
 
@@ -42,7 +42,7 @@ def pop_generate_arguments(kwargs: dict[str, Any], method: str) -> None:
 HONOURED_FIELDS = frozenset({
     "max_new_tokens", "max_length", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p",
     "num_return_sequences", "return_dict_in_generate", "suppress_tokens", "bad_words_ids", "use_cache",
-    "bos_token_id", "eos_token_id", "pad_token_id",
+    "bos_token_id", "eos_token_id", "pad_token_id", "stop_strings",
 })
 # fields that describe the file or only matter with an assistant model / compilation (refused on their own)
 INERT_FIELDS = frozenset({
@@ -86,6 +86,22 @@ def refuse_unsupported_fields(config: Any, own_fields: frozenset[str]) -> None:
         raise ValueError("generate() cannot honour these generation settings: " + "; ".join(refused) + ".")
 
 
+def stop_string_ids(stop_strings: list[str] | str, tokenizer: Any) -> list[int]:
+    """The token id of each stop string: masked diffusion can stop at a string only when it is one token (an
+    end-of-turn marker such as ``<|eot_id|>``); anything else raises ``ValueError`` naming ``stop_strings``."""
+    strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    if tokenizer is None:
+        raise ValueError(f"`stop_strings={strings!r}` needs the `tokenizer` argument to find their token ids.")
+    ids = []
+    for text in strings:
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ValueError(f"`stop_strings` entry {text!r} is {len(encoded)} tokens; masked diffusion does not "
+                             "decode left to right, so it can only stop at single-token strings (end-of-turn ids).")
+        ids.append(int(encoded[0]))
+    return ids
+
+
 def largest_divisor_at_most(n: int, bound: int) -> int:
     """The largest divisor of ``n`` that is ≤ ``bound`` (≥ 1)."""
     for d in range(min(n, max(bound, 1)), 0, -1):
@@ -94,4 +110,5 @@ def largest_divisor_at_most(n: int, bound: int) -> int:
     return 1
 
 
-__all__ = ["HONOURED_FIELDS", "largest_divisor_at_most", "pop_generate_arguments", "refuse_unsupported_fields"]
+__all__ = ["HONOURED_FIELDS", "largest_divisor_at_most", "pop_generate_arguments", "refuse_unsupported_fields",
+           "stop_string_ids"]

@@ -14,7 +14,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
-from ._contract import largest_divisor_at_most
+from ._contract import largest_divisor_at_most, stop_string_ids
 from ._reload import ReloadsGenerationConfig, merge_overrides
 from .configuration import MaskedDiffusionGenerationConfig
 from .dream_sampling import dream_timesteps, dream_transfer_count
@@ -64,6 +64,7 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
     def _prepare_diffusion_config(self, generation_config: MaskedDiffusionGenerationConfig | None,
                                   kwargs: dict[str, Any], prompt_length: int = 0) -> MaskedDiffusionGenerationConfig:
         base = generation_config if generation_config is not None else self.generation_config
+        tokenizer = kwargs.get("tokenizer")
         passed = set(kwargs) | ({"remasking"} if "alg" in kwargs else set())
         if generation_config is not None:
             passed |= set(generation_config.to_diff_dict())
@@ -76,6 +77,10 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                 setattr(config, name, getattr(model_config, name))
         if config.mask_token_id is None:
             config.mask_token_id = get_mask_token_id(self)
+        if config.stop_strings:  # single-token stop strings (end-of-turn markers) join the EOS ids
+            extra = [i for i in stop_string_ids(config.stop_strings, tokenizer) if i not in _as_list(config.eos_token_id)]
+            config.eos_token_id = _as_list(config.eos_token_id) + extra
+            config.stop_strings = None
         config.sampler = config.sampler or self.diffusion_sampler
         config.remasking = config.resolved_remasking
         if config.max_new_tokens is None:
@@ -133,7 +138,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                 logits (called on the aligned logits of every pass) and → x (called before the first pass with
                 ``step=None`` and after every pass).
             kwargs: any field of [`MaskedDiffusionGenerationConfig`] or of transformers' ``GenerationConfig``
-                (honoured, or refused with a ``ValueError`` naming it).
+                (honoured, or refused with a ``ValueError`` naming it); ``stop_strings`` with ``tokenizer`` (what
+                ``pipeline(..., stop_sequence=...)`` passes) when each string is a single token.
 
         Returns:
             The sequences (prompt + answer), or a [`MaskedDiffusionGenerationOutput`] with
@@ -312,7 +318,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         answer = masks.apply(answer, torch.arange(prompt_length, x.shape[1], device=x.device))
         temperature = config.sampling_temperature
         answer = filter_logits(answer, config.top_k, config.top_p, temperature)
-        x[:, prompt_length:] = torch.argmax(add_gumbel_noise(answer, temperature, generator), dim=-1)
+        x = torch.cat([x[:, :prompt_length], torch.argmax(add_gumbel_noise(answer, temperature, generator), dim=-1)],
+                      dim=1)
         if streamer is not None:
             streamer.put(x[:, :prompt_length].cpu())
             streamer.put(x[0, prompt_length:].cpu())

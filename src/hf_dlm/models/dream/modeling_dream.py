@@ -19,12 +19,9 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from ...denoiser import shift_logits_to_tokens
 from ...generation.mixin import MaskedDiffusionGenerationMixin
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
+from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
 from .configuration_dream import DreamConfig
 from .._sharing import HubSharingMixin
-
-
-_DREAM_ALGORITHMS = {"origin": "origin", "maskgit_plus": "low_confidence", "topk_margin": "margin",
-                     "entropy": "entropy"}
 
 
 class DreamAttention(nn.Module, AttentionHeads):
@@ -88,6 +85,20 @@ class DreamPreTrainedModel(HubSharingMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_weights(self, module)
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """[`PreTrainedModel.resize_token_embeddings`] (embedding table and ``lm_head``, tied or not).
+
+        Dream's config has one size, ``vocab_size`` = the rows of both (Dream-7B pads them beyond its tokenizer),
+        which transformers sets to the new number of rows. A resize that would drop the mask token, or the
+        ``pad_token_id`` the embedding is built with (``padding_idx``), is refused: the checkpoint would not load back.
+        """
+        if new_num_tokens is not None or pad_to_multiple_of is not None:
+            rows = resized_rows(self.get_input_embeddings().weight.shape[0], new_num_tokens, pad_to_multiple_of)
+            check_resize_keeps_token_ids(new_num_tokens, rows, {"mask_token_id": self.config.mask_token_id,
+                                                                "pad_token_id": self.config.pad_token_id})
+        return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+
 
 class DreamBaseModel(DreamPreTrainedModel):
     """The transformer trunk; ``forward`` returns the final normed hidden states."""
@@ -117,10 +128,14 @@ class DreamBaseModel(DreamPreTrainedModel):
 
 class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
     """Dream with its head. ``forward`` returns the raw logits (position *i* predicts token *i + 1*), as the
-    original; ``generate()`` and every algorithm of this library shift them through the denoiser contract."""
+    original; ``generate()`` and every algorithm of this library shift them through the denoiser contract.
+
+    ``generate()`` / ``diffusion_generate()`` decode with Dream's own sampler (``sampler="dream"``: the per-step
+    count ``⌊M·(1 − s/t)⌋``, Dream's order of temperature, top-p and top-k, ``alg`` ``origin`` by default)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     predicts_next_token = True
+    diffusion_sampler = "dream"
 
     def __init__(self, config: DreamConfig) -> None:
         super().__init__(config)
@@ -142,29 +157,34 @@ class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> MaskedLMOutput | tuple:
+                labels: torch.LongTensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
+        """Logits of shape (batch, length, vocab_size): raw for [`DreamModel`] (position *i* predicts token *i + 1*),
+        aligned for [`DreamForMaskedLM`].
+
+        ``labels`` (batch, length) gives ``loss``, as ``AutoModelForMaskedLM``, for both classes: labels are aligned
+        with the tokens (``labels[:, i]`` is the target of token *i*), and the loss is the mean cross-entropy of the
+        aligned logits (``hf_dlm.denoiser.shift_logits_to_tokens`` of the raw ones, the denoiser contract) over
+        positions whose label is not -100. Every labelled position must hold ``config.mask_token_id`` in
+        ``input_ids`` (``ValueError`` otherwise); the masked-diffusion objective itself is
+        ``hf_dlm.training.MaskedDiffusionTrainer``. ``num_items_in_batch`` (passed by the ``Trainer``) turns the
+        mean into a sum divided by it. As everywhere in this library, position 0 has no predecessor and is scored
+        with its own logits.
+        """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
                          **kwargs)
         logits = self._head(out.last_hidden_state)
-        result = MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
+        loss = None
+        if labels is not None:
+            aligned = shift_logits_to_tokens(logits) if type(self).predicts_next_token else logits
+            loss = masked_lm_loss(aligned, labels, input_ids, self.config.mask_token_id, num_items_in_batch)
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
-
-    def diffusion_generate(self, inputs: torch.LongTensor | None = None, **kwargs):
-        """The entry point of Dream's remote code, kept so existing scripts run: ``alg`` (``origin``,
-        ``maskgit_plus``, ``topk_margin``, ``entropy``) maps to ``remasking`` and everything else goes to
-        ``generate``. The confidence-based algorithms commit tokens on LLaDA's even per-step schedule rather
-        than Dream's ``1 − s/t`` one, so sampled tokens need not match Dream's own sampler."""
-        alg = kwargs.pop("alg", None)
-        if alg is not None:
-            if alg not in _DREAM_ALGORITHMS:
-                raise ValueError(f"`alg` must be one of {sorted(_DREAM_ALGORITHMS)}, got {alg!r}.")
-            kwargs["remasking"] = _DREAM_ALGORITHMS[alg]
-        return self.generate(inputs, **kwargs)
 
 
 class DreamForMaskedLM(DreamModel):

@@ -18,6 +18,7 @@ from ...generation.mixin import MaskedDiffusionGenerationMixin
 from ...modules.ngram import NgramEmbedding, NgramIdCache
 from ...modules.ngram.embedding import warn_if_over_budget
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
+from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
 from .configuration_llada import LLaDAConfig
 from .._sharing import HubSharingMixin
 
@@ -69,6 +70,33 @@ class LLaDAPreTrainedModel(HubSharingMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_weights(self, module)
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """[`PreTrainedModel.resize_token_embeddings`] (embedding table and output head ``ff_out``, tied or not),
+        keeping LLaDA's two sizes consistent so the saved checkpoint loads back.
+
+        transformers only sets ``config.vocab_size`` (to the new number of rows); LLaDA also records the rows in
+        ``config.embedding_size``, which a reload checks against ``vocab_size`` and the weights. Afterwards
+        ``embedding_size`` is the new number of rows (``new_num_tokens`` rounded up to ``pad_to_multiple_of``) and
+        ``vocab_size`` the number of real tokens: ``new_num_tokens``, or the previous ``vocab_size`` when only
+        ``pad_to_multiple_of`` is given. Rows from ``vocab_size`` to ``embedding_size`` are padding, never proposed by
+        the sampler. A resize that would drop the mask token (or an id the N-gram embedding ignores) is refused.
+        """
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        config = self.config
+        rows = resized_rows(self.get_input_embeddings().weight.shape[0], new_num_tokens, pad_to_multiple_of)
+        protected = {"mask_token_id": config.mask_token_id}
+        ngram = config.ngram_embedding_config
+        if ngram is not None and ngram.ignored_token_ids:
+            protected["ngram_embedding.ignored_token_ids"] = max(ngram.ignored_token_ids)
+        check_resize_keeps_token_ids(new_num_tokens, rows, protected)
+        real_tokens = new_num_tokens if new_num_tokens is not None else config.vocab_size
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        config.embedding_size = embeddings.weight.shape[0]
+        config.vocab_size = min(real_tokens, config.embedding_size)
+        return embeddings
+
 
 class LLaDAModel(LLaDAPreTrainedModel):
     """The transformer trunk; ``forward`` returns the final normed hidden states.
@@ -104,6 +132,14 @@ class LLaDAModel(LLaDAPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.transformer.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        """The output head ``transformer.ff_out``, stored in the trunk as in the released checkpoints (so that
+        ``resize_token_embeddings`` on the trunk alone resizes it with the embedding table)."""
+        return self.transformer.ff_out
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.transformer.ff_out = value
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
@@ -154,18 +190,28 @@ class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
 
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                **kwargs) -> MaskedLMOutput | tuple:
+                labels: torch.LongTensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
         """Denoiser forward: returns logits of shape (batch, length, embedding_size).
 
         A 2-D ``attention_mask`` (1 = token, 0 = padding) removes padded keys from attention; when ``position_ids``
         is omitted, positions restart at 0 on the first real token of every row.
+
+        ``labels`` (batch, length) gives ``loss``, as ``AutoModelForMaskedLM``: the mean cross-entropy over positions
+        whose label is not -100. Every labelled position must hold ``config.mask_token_id`` in ``input_ids``
+        (``ValueError`` otherwise: a denoiser scored on tokens it sees learns to copy); the masked-diffusion
+        objective itself is ``hf_dlm.training.MaskedDiffusionTrainer``. ``num_items_in_batch`` (passed by the
+        ``Trainer``) turns the mean into a sum divided by it.
         """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
                          **kwargs)
         logits = self.model.transformer.ff_out(out.last_hidden_state)
-        result = MaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
+        loss = None
+        if labels is not None:
+            loss = masked_lm_loss(logits, labels, input_ids, self.config.mask_token_id, num_items_in_batch)
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
 
