@@ -17,6 +17,14 @@ FAMILY_DEFAULT_REMASKING = {"llada": "low_confidence", "dream": "origin"}
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class MaskedDiffusionGenerationConfig(GenerationConfig):
     """A [`GenerationConfig`] for masked-diffusion decoding: LLaDA's sampler (Nie et al., 2025, arXiv 2502.09992,
     Algorithms 4–5) and Dream's (Ye et al., 2025, arXiv 2508.15487), token for token by default.
@@ -60,6 +68,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         eps: final time of Dream's grid ``linspace(1, eps, steps + 1)`` (Dream: 1e-3).
         output_history: with ``return_dict_in_generate``, also return the canvas after every step.
         show_progress: show a progress bar over denoising steps.
+        infill: a prompt may hold the mask id; those positions are decoded with the first block (counted in its
+            schedule). Without it a prompt holding the mask id is refused.
 
     Improvements over the authors' samplers, each a switch (the defaults reproduce the authors' code, except
     ``stop_at_eos``, which never changes a token up to the first EOS):
@@ -93,12 +103,13 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         self.eps: float = kwargs.pop("eps", 1e-3)
         self.output_history: bool = kwargs.pop("output_history", False)
         self.show_progress: bool = kwargs.pop("show_progress", False)
+        self.infill: bool = kwargs.pop("infill", False)
         if alg is not None:
             self._set_alg(alg)
         if kwargs.get("max_new_tokens") is None and kwargs.get("max_length") is None:
             kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
         if "do_sample" not in kwargs:
-            kwargs["do_sample"] = (kwargs.get("temperature") or 0.0) > 0
+            kwargs["do_sample"] = _is_number(kwargs.get("temperature")) and kwargs["temperature"] > 0
         super().__init__(**kwargs)
 
     def _set_alg(self, alg: str) -> None:
@@ -116,7 +127,7 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             if "remasking" in kwargs and DREAM_ALGORITHMS.get(alg) != kwargs["remasking"]:
                 raise ValueError(f"`alg={alg!r}` and `remasking={kwargs['remasking']!r}` disagree; pass one of them.")
             self._set_alg(alg)
-        if "do_sample" not in kwargs and (kwargs.get("temperature") or 0.0) > 0:
+        if "do_sample" not in kwargs and _is_number(kwargs.get("temperature")) and kwargs["temperature"] > 0:
             kwargs["do_sample"] = True
         return super().update(**kwargs)
 
@@ -148,10 +159,9 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             user_set_attributes = {key for key in self.__dict__ if not key.startswith("_")}
         if not self.do_sample:  # transformers stays quiet about a flag when only `do_sample` counts as set
             user_set_attributes = (user_set_attributes - {"temperature", "top_k", "top_p"}) | {"do_sample"}
+        if hasattr(self, "num_return_sequences"):  # our checks first: they name the field for any bad type
+            self._validate_values()
         super().validate(strict=strict, user_set_attributes=user_set_attributes)
-        if not hasattr(self, "show_progress"):  # called by the parent __init__ before our fields exist
-            return
-        self._validate_values()
 
     def _validate_values(self) -> None:
         if self.sampler is not None and self.sampler not in SAMPLERS:
@@ -161,32 +171,43 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         if self.sampler == "dream" and self.remasking == "random":
             raise ValueError("`remasking='random'` is LLaDA's rule; Dream's sampler has origin, maskgit_plus "
                              "(low_confidence), topk_margin (margin) and entropy. Pass sampler='llada' to use it.")
-        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+        if self.max_new_tokens is not None and (not _is_int(self.max_new_tokens) or self.max_new_tokens < 1):
             raise ValueError(f"`max_new_tokens` must be a positive integer, got {self.max_new_tokens!r}.")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
             raise ValueError(f"`steps` must be an integer >= 1, got {self.steps!r}.")
-        if self.block_length is not None and (not isinstance(self.block_length, int) or self.block_length < 1):
+        if self.block_length is not None and (not _is_int(self.block_length) or self.block_length < 1):
             raise ValueError(f"`block_length` must be an integer >= 1, got {self.block_length!r}.")
-        if self.temperature is not None and not (isinstance(self.temperature, (int, float))
+        if self.temperature is not None and not (_is_number(self.temperature)
                                                  and math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"`temperature` must be a finite number >= 0, got {self.temperature!r}.")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
             raise ValueError(f"`top_k` must be an integer >= 1 or None, got {self.top_k!r}.")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if self.top_p is not None and not (_is_number(self.top_p) and 0 < self.top_p <= 1):
             raise ValueError(f"`top_p` must lie in (0, 1] or be None, got {self.top_p!r}.")
-        if self.alg_temp is not None and not (math.isfinite(self.alg_temp) and self.alg_temp >= 0):
+        if self.alg_temp is not None and not (_is_number(self.alg_temp) and math.isfinite(self.alg_temp)
+                                              and self.alg_temp >= 0):
             raise ValueError(f"`alg_temp` must be a finite number >= 0 or None, got {self.alg_temp}.")
-        if not (isinstance(self.cfg_scale, (int, float)) and math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+        if not (_is_number(self.cfg_scale) and math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
             raise ValueError(f"`cfg_scale` must be a finite number >= 0, got {self.cfg_scale!r}.")
         if self.threshold is not None:
-            if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            if not (_is_number(self.threshold) and math.isfinite(self.threshold)):
                 raise ValueError(f"`threshold` must be a finite number or None, got {self.threshold!r}.")
             if self.remasking in ("random", "origin"):
                 raise ValueError(f"`threshold` needs a confidence score; it cannot be combined with "
                                  f"remasking={self.remasking!r} (use 'low_confidence', 'margin' or 'entropy').")
-        if not 0 < self.eps < 1:
+        if not (_is_number(self.eps) and 0 < self.eps < 1):
             raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
-        if self.min_new_tokens is not None and (not isinstance(self.min_new_tokens, int) or self.min_new_tokens < 0):
+        for name in ("stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "output_history",
+                     "show_progress", "infill"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        for name in ("do_sample", "return_dict_in_generate"):
+            if getattr(self, name, None) not in (None, True, False):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        if self.num_return_sequences is not None and (not _is_int(self.num_return_sequences)
+                                                      or self.num_return_sequences < 1):
+            raise ValueError(f"`num_return_sequences` must be an integer >= 1, got {self.num_return_sequences!r}.")
+        if self.min_new_tokens is not None and (not _is_int(self.min_new_tokens) or self.min_new_tokens < 0):
             raise ValueError(f"`min_new_tokens` must be an integer >= 0, got {self.min_new_tokens!r}.")
         if self.pad_token_id is not None and self.mask_token_id is not None and self.pad_token_id == self.mask_token_id:
             raise ValueError(f"`pad_token_id` must differ from `mask_token_id` (both are {self.mask_token_id}).")
@@ -213,6 +234,6 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
 
 OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "cfg_scale",
                         "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "mask_token_id", "eps",
-                        "output_history", "show_progress"})
+                        "output_history", "show_progress", "infill"})
 
 __all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES", "SAMPLERS"]

@@ -15,6 +15,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..denoiser import get_mask_token_id, guided_denoise
 from ._contract import largest_divisor_at_most, stop_string_ids
+from ._inputs import check_generator, check_prompt
 from ._reload import ReloadsGenerationConfig, merge_overrides
 from .configuration import MaskedDiffusionGenerationConfig
 from .dream_sampling import dream_timesteps, dream_transfer_count
@@ -153,9 +154,14 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             if bos is None:
                 raise ValueError("`input_ids` is None and no `bos_token_id` is set to start from.")
             input_ids = torch.full((1, 1), bos, dtype=torch.long, device=device)
-        if input_ids.dim() != 2:
-            raise ValueError(f"`input_ids` must have shape (batch, length), got {tuple(input_ids.shape)}.")
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must be a tensor of shape (batch, length), got "
+                             f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids)}.")
+        check_generator(generator)
         config = self._prepare_diffusion_config(generation_config, kwargs, input_ids.shape[1])
+        embeddings = self.get_input_embeddings() if hasattr(self, "get_input_embeddings") else None
+        vocab_rows = embeddings.weight.shape[0] if embeddings is not None else None
+        check_prompt(input_ids, attention_mask, vocab_rows, config.mask_token_id, config.infill)
         input_ids = input_ids.to(device)
         copies = config.num_return_sequences or 1
         if copies > 1:
@@ -221,7 +227,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         for block in range(num_blocks):
             start = prompt_length + block * block_length
             end = start + block_length
-            counts = num_transfer_tokens(x[:, start:end] == mask_id, steps_per_block)
+            first = 0 if block == 0 and config.infill else start  # infilling: the prompt's masks go with block 0
+            counts = num_transfer_tokens(x[:, first:end] == mask_id, steps_per_block)
             timesteps = dream_timesteps(steps_per_block, config.eps, x.device)
             passes = steps_per_block if config.threshold is None else block_length
             for step in range(passes):
@@ -313,8 +320,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator):
             logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
         answer = logits[:, prompt_length:]
-        if torch.isnan(answer).any():
-            raise ValueError("The denoiser returned NaN logits: refusing to turn them into tokens.")
+        if bool(torch.isnan(answer).any()) or bool(torch.isposinf(answer).any()):
+            raise ValueError("The denoiser returned NaN or +inf logits: refusing to turn them into tokens.")
         answer = masks.apply(answer, torch.arange(prompt_length, x.shape[1], device=x.device))
         temperature = config.sampling_temperature
         answer = filter_logits(answer, config.top_k, config.top_p, temperature)

@@ -46,9 +46,10 @@ class ProposalMasks:
 
 
 def _refuse_nan(logits: torch.Tensor) -> None:
-    if torch.isnan(logits).any():
-        raise ValueError("The denoiser returned NaN logits at positions to be decoded: refusing to turn them into "
-                         "tokens (check the weights and the inputs).")
+    """NaN or +inf logits never become tokens (−inf is a legitimate "never propose")."""
+    if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):
+        raise ValueError("The denoiser returned NaN or +inf logits at positions to be decoded: refusing to turn them "
+                         "into tokens (check the weights and the inputs).")
 
 
 def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.BoolTensor, counts: torch.LongTensor,
