@@ -10,12 +10,14 @@ import torch
 
 def check_prompt(input_ids: Any, attention_mask: Any, vocab_rows: int | None, mask_token_id: int,
                  infill: bool) -> None:
-    """``input_ids``: an integer tensor (batch ≥ 1, length ≥ 1) of ids in ``[0, vocab_rows)``, holding the mask id
+    """``input_ids``: an integer tensor (batch ≥ 1, length ≥ 0; empty = unconditional) of ids in ``[0, vocab_rows)``, holding the mask id
     only with ``infill=True``; ``attention_mask``: 0/1 of the same shape, left padding only, ≥ 1 token per row."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"`input_ids` must be a torch.Tensor of token ids, got {type(input_ids).__name__}.")
-    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        raise ValueError(f"`input_ids` must have shape (batch ≥ 1, length ≥ 1), got {tuple(input_ids.shape)}.")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0:
+        raise ValueError(f"`input_ids` must have shape (batch ≥ 1, length ≥ 0), got {tuple(input_ids.shape)}.")
+    if input_ids.numel() == 0:  # unconditional generation from an empty prompt
+        return
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool or input_ids.is_complex():
         raise TypeError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}.")
     low, high = int(input_ids.min()), int(input_ids.max())

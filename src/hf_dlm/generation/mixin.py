@@ -162,7 +162,7 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         embeddings = self.get_input_embeddings() if hasattr(self, "get_input_embeddings") else None
         vocab_rows = embeddings.weight.shape[0] if embeddings is not None else None
         check_prompt(input_ids, attention_mask, vocab_rows, config.mask_token_id, config.infill)
-        input_ids = input_ids.to(device)
+        input_ids = input_ids.to(device=device, dtype=torch.long)
         copies = config.num_return_sequences or 1
         if copies > 1:
             input_ids = input_ids.repeat_interleave(copies, dim=0)
