@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import constants
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.utils import logging
+
+from .._io import atomic_folder, recover, replace_file
 
 logger = logging.get_logger(__name__)
 
@@ -69,9 +69,11 @@ def folder_commit_hash(folder: str | Path) -> str:
 def add_to_cache(folder: str | Path, repo_id: str, revision: str = "main", cache_dir: str | Path | None = None) -> Path:
     """Copy a saved artifact into the Hub cache as ``repo_id`` at ``revision``; returns the snapshot folder.
 
-    ``cache_dir`` defaults to the cache ``huggingface_hub`` loads from (``HF_HUB_CACHE``). The snapshot is written to
-    a temporary folder and renamed into place, and ``refs/<revision>`` is replaced atomically, so a reader never sees
-    a partial snapshot. Adding the same files again is a no-op apart from the ref."""
+    ``cache_dir`` defaults to the cache ``huggingface_hub`` loads from (``HF_HUB_CACHE``). The snapshot is written to a
+    hidden staging folder and renamed into place (``hf_dlm._io.atomic_folder``: a killed copy's leftovers are removed
+    by the next add of the same files), and ``refs/<revision>`` is replaced atomically (``hf_dlm._io.replace_file``),
+    so a reader never sees a partial snapshot or ref. Adding the same files again is a no-op apart from the ref; two
+    processes adding them at once both succeed (the first snapshot stays)."""
     check_repo_id(repo_id)
     kind = artifact_kind(folder)
     if not revision or "/" in revision or revision.startswith("."):
@@ -80,21 +82,12 @@ def add_to_cache(folder: str | Path, repo_id: str, revision: str = "main", cache
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     commit = folder_commit_hash(folder)
     snapshot = repo / "snapshots" / commit
-    if not snapshot.is_dir():
-        (repo / "snapshots").mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=repo / "snapshots", prefix=".staging-"))
-        try:
+    if recover(snapshot) is None:  # a snapshot folder, named by its content's hash, is complete once it exists
+        with atomic_folder(snapshot, replace=False) as staging:
             shutil.copytree(folder, staging, dirs_exist_ok=True)
-            os.replace(staging, snapshot)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
     refs = repo / "refs"
     refs.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=refs, prefix=".ref-")
-    with os.fdopen(handle, "w") as out:
-        out.write(commit)
-    os.replace(temporary, refs / revision)
+    replace_file(refs / revision, lambda temporary: Path(temporary).write_text(commit))
     logger.info("added %s (%s) to the Hub cache as %s@%s (%s)", folder, kind, repo_id, revision, commit)
     return snapshot
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.utils import logging
 
+from .._io import replace_file
 from .citations import CITATIONS
 from .snippets import image_usage, text_usage
 from .templates import KINDS, render_card
@@ -315,14 +315,7 @@ def write_model_card(artifact: Any, folder: str | os.PathLike, *, repo_id: str |
     folder = Path(folder)
     card = model_card(artifact, repo_id=repo_id or folder.resolve().name, has_tokenizer=_has_tokenizer(folder),
                       **kwargs)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".README-", suffix=".md")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(str(card))
-        os.replace(temporary, folder / "README.md")
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    replace_file(folder / "README.md", lambda temporary: Path(temporary).write_text(str(card), encoding="utf-8"))
     logger.info("wrote the %s model card to %s", card.data.tags, folder / "README.md")
     return folder / "README.md"
 

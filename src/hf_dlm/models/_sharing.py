@@ -14,21 +14,40 @@ _HUB_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "to
 
 
 class HubSharingMixin:
-    """Adds to transformers' saving: ``README.md`` (the hf-dlm model card), ``hf_dlm_auto.py`` with ``auto_map``
-    in ``config.json`` (users without the plugin are told to install it), and a ``push_to_hub`` that uploads
-    weights, configs, generation config, card (and optionally the tokenizer) in one commit."""
+    """Adds to transformers' saving: atomicity (``hf_dlm._io``), ``README.md`` (the hf-dlm model card),
+    ``hf_dlm_auto.py`` with ``auto_map`` in ``config.json`` (users without the plugin are told to install it), and a
+    ``push_to_hub`` that uploads weights, configs, generation config, card (and optionally the tokenizer) in one
+    commit."""
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, push_to_hub: bool = False,
                         **kwargs: Any) -> None:
+        """transformers' ``save_pretrained``, made atomic: ``save_directory`` holds the complete old artifact or the
+        complete new one at every instant (the files are written into a hidden sibling folder that is then swapped
+        in; see ``hf_dlm._io`` for the steps and the recovery rule after a crash).
+
+        As with transformers' in-place save, files of an existing ``save_directory`` that this save does not write
+        (a tokenizer saved there before, ``training_args.bin``, ``checkpoint-N`` folders) are kept — hard-linked into
+        the new folder — while its old weight files are replaced by the new ones. With ``is_main_process=False``
+        nothing is staged (that process writes no model files; the main process's call makes the save). A folder
+        that cannot be swapped (a mount point, one holding the working directory) is written in place, with a
+        warning. ``push_to_hub=True`` uploads the folder once it is complete."""
+        from .._io import carry_over, fault_point, save_target
         from ..hub.cards import write_model_card
         from ..hub.remote_code import set_auto_map, write_remote_code_module
 
         hub_kwargs = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
         set_auto_map(self.config)
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            write_remote_code_module(self.config.model_type, save_directory)
-            write_model_card(self, save_directory)
+        if not kwargs.get("is_main_process", True):
+            super().save_pretrained(save_directory, *args, **kwargs)
+        else:
+            with save_target(save_directory) as target:
+                super().save_pretrained(target.folder, *args, **kwargs)
+                fault_point("weights written")
+                write_remote_code_module(self.config.model_type, target.folder)
+                if target.previous is not None:
+                    carry_over(target.previous, target.folder, skip=("README.md",))
+                write_model_card(self, target.folder, repo_id=target.name)
+                fault_point("card written")
         if push_to_hub:
             from ..hub.push import push_to_hub as push
 

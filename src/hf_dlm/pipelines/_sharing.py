@@ -12,16 +12,26 @@ class PipelineSharingMixin:
     """Mixed in before ``DiffusionPipeline``."""
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """diffusers' ``save_pretrained``, plus the marker ``config.json`` (see ``text_to_image.py``) and the card."""
+        """diffusers' ``save_pretrained``, plus the marker ``config.json`` (see ``text_to_image.py``) and the card,
+        made atomic: ``save_directory`` holds the complete old pipeline or the complete new one at every instant
+        (written into a hidden sibling folder, then swapped in; see ``hf_dlm._io``). Entries of an existing folder
+        that this save does not write are kept (hard-linked), except old weight files; a component folder the save
+        writes replaces the old one whole. ``push_to_hub=True`` uploads the folder once it is complete."""
+        from .._io import carry_over, fault_point, save_target
         from ..hub.cards import write_model_card
         from .text_to_image import MaskedImagePipelineConfig
 
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "private", "token", "create_pr")
                       if key in kwargs}
-        super().save_pretrained(save_directory, *args, **kwargs)
-        MaskedImagePipelineConfig().save_pretrained(save_directory)
-        write_model_card(self, save_directory)
+        with save_target(save_directory) as target:
+            super().save_pretrained(target.folder, *args, **kwargs)
+            fault_point("components written")
+            MaskedImagePipelineConfig().save_pretrained(target.folder)
+            if target.previous is not None:
+                carry_over(target.previous, target.folder, skip=("README.md",))
+            write_model_card(self, target.folder, repo_id=target.name)
+            fault_point("card written")
         if push:
             from ..hub.push import push_to_hub
 
