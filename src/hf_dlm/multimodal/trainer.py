@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
+from .._io import AtomicCheckpointMixin
+from .._training_guards import (GuardedTrainingArguments, ResumeGuardMixin, check_real, check_token_ids,
+                                embedding_rows, require_batch_keys)
 from .data import IGNORE_INDEX
 from .tokens import ImageTokenMap
 
 
 @dataclass
-class ModalitySplitTrainingArguments(TrainingArguments):
-    """[`TrainingArguments`] plus the text-replay fraction."""
+class ModalitySplitTrainingArguments(GuardedTrainingArguments):
+    """[`TrainingArguments`] plus the text-replay fraction, checked at construction (see
+    [`GuardedTrainingArguments`] for the optimizer knobs and ``restart_optimizer_on_resume``)."""
 
     text_replay_fraction: float = field(default=0.0, metadata={
         "help": "Fraction of training batches drawn from `replay_dataset` (text-only sequences, e.g. the language "
@@ -27,8 +31,8 @@ class ModalitySplitTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.text_replay_fraction < 1.0:
-            raise ValueError(f"`text_replay_fraction` must lie in [0, 1), got {self.text_replay_fraction}.")
+        self.text_replay_fraction = check_real("text_replay_fraction", self.text_replay_fraction, low=0.0, high=1.0,
+                                               high_open=True)
 
 
 def modality_loss_sums(logits: torch.Tensor, labels: torch.LongTensor, token_map: ImageTokenMap) -> torch.Tensor:
@@ -94,7 +98,7 @@ class ReplayBatchSampler(Sampler[list[int]]):
                 next_main += 1
 
 
-class ModalitySplitTrainer(Trainer):
+class ModalitySplitTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     """``Trainer`` for a causal LM extended with image tokens ("Pre-trained Language Models Do Not Help
     Auto-regressive Text-to-Image Generation", §2.2, Figure 4).
 
@@ -136,7 +140,16 @@ class ModalitySplitTrainer(Trainer):
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | int | None = None):
+        require_batch_keys(inputs, ("input_ids", "labels"), "ModalitySplitTrainer",
+                           "Use `ImageTextCollator`, which builds both from (caption, image) examples.")
         labels = inputs["labels"]
+        rows = embedding_rows(self.accelerator.unwrap_model(model))
+        if rows is not None:
+            check_token_ids("input_ids", inputs["input_ids"], rows, dim=2, what="model's embedding rows")
+            check_token_ids("labels", labels[labels != IGNORE_INDEX], rows, what="model's embedding rows (or -100)")
+        if not bool((labels[..., 1:] != IGNORE_INDEX).any()):
+            raise ValueError("`labels` scores no position of the batch (all -100 after the causal shift): the batch "
+                             "would train nothing.")
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
         sums = modality_loss_sums(outputs.logits, labels, self.image_token_map)
         self._sums["train" if model.training else "eval"] += sums.detach().double().cpu()

@@ -13,13 +13,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
+from .._io import AtomicCheckpointMixin
+from .._training_guards import (GuardedTrainingArguments, ResumeGuardMixin, check_choice, check_real,
+                                check_token_ids, require_batch_keys)
 from ..schedulers.scheduling_maskgit import MASK_SCHEDULES, mask_ratio_schedule
 
 
 @dataclass
-class MaskedImageTrainingArguments(TrainingArguments):
+class MaskedImageTrainingArguments(GuardedTrainingArguments):
+    """[`TrainingArguments`] plus the MaskGIT objective's knobs, checked at construction (type, range, finiteness;
+    see [`GuardedTrainingArguments`] for the optimizer knobs and ``restart_optimizer_on_resume``)."""
+
     masking_schedule: str = field(default="cosine", metadata={
         "help": f"γ used to draw the mask ratio during training, one of {MASK_SCHEDULES}."})
     label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the masked-token loss."})
@@ -29,11 +35,10 @@ class MaskedImageTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.masking_schedule not in MASK_SCHEDULES:
-            raise ValueError(f"`masking_schedule` must be one of {MASK_SCHEDULES}, got {self.masking_schedule!r}.")
-        if not 0 <= self.condition_dropout < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"`condition_dropout` and `label_smoothing` must lie in [0, 1), got "
-                             f"{self.condition_dropout}, {self.label_smoothing}.")
+        check_choice("masking_schedule", self.masking_schedule, MASK_SCHEDULES)
+        self.label_smoothing = check_real("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        self.condition_dropout = check_real("condition_dropout", self.condition_dropout, low=0.0, high=1.0,
+                                            high_open=True)
 
 
 class TextToImageModules(nn.Module):
@@ -56,7 +61,7 @@ def mask_image_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: st
     return tokens.masked_fill(masked, mask_token_id), masked
 
 
-class MaskedImageTrainer(Trainer):
+class MaskedImageTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     """Trains a ``MaskedImageTransformer`` (and optionally its text encoder) with the MaskGIT objective.
 
     ``model`` is a [`TextToImageModules`]. Batches hold ``image_tokens`` (batch, height·width) and either
@@ -72,8 +77,17 @@ class MaskedImageTrainer(Trainer):
         modules = model.module if hasattr(model, "module") else model
         transformer = modules.transformer
         args: MaskedImageTrainingArguments = self.args
-        tokens = inputs["image_tokens"].reshape(len(inputs["image_tokens"]), -1)
+        require_batch_keys(inputs, ("image_tokens",), "MaskedImageTrainer",
+                           "Each dataset row must hold `image_tokens` and `class_labels` or `text_input_ids`.")
+        if inputs.get("class_labels") is None and inputs.get("text_input_ids") is None:
+            raise ValueError(f"MaskedImageTrainer needs `class_labels` or `text_input_ids` in every batch; the batch "
+                             f"holds {sorted(inputs)}.")
         side = transformer.config.sample_size
+        check_token_ids("image_tokens", inputs["image_tokens"], transformer.config.codebook_size, what="codebook")
+        tokens = inputs["image_tokens"].reshape(len(inputs["image_tokens"]), -1)
+        if tokens.shape[1] != side * side:
+            raise ValueError(f"`image_tokens` must hold sample_size² = {side * side} tokens per image, got "
+                             f"{tokens.shape[1]} (shape {tuple(inputs['image_tokens'].shape)}).")
         noisy, masked = mask_image_tokens(tokens, transformer.mask_token_id, args.masking_schedule)
         drop = torch.rand(len(tokens), device=tokens.device) < args.condition_dropout
         conditioning = {}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
+from ..._training_guards import GuardedTrainingArguments, check_choice, check_int, check_real
 from ...generation.initial_state import TOKEN_DISTRIBUTIONS, DiMOInitialState
 from .divergences import DIVERGENCES, LOSS_NORMALIZATIONS
 
@@ -15,10 +14,14 @@ MEMORY_MODES = ("full", "lora")
 
 
 @dataclass
-class DiMOConfig(TrainingArguments):
+class DiMOConfig(GuardedTrainingArguments):
     """Training arguments of [`DiMOTrainer`]. ``learning_rate`` is the generator's; the defaults of the method's
     fields follow the authors' MaskGIT configuration where it has one (r_init 0.6, arccos remasking, label
-    smoothing 0.1, teacher CFG 2 for class-conditional images, loss summed over tokens)."""
+    smoothing 0.1, teacher CFG 2 for class-conditional images, loss summed over tokens).
+
+    Every field is checked at construction — type, finiteness and range — and refused with a ``TypeError`` /
+    ``ValueError`` naming it (see [`GuardedTrainingArguments`] for the optimizer knobs and
+    ``restart_optimizer_on_resume``)."""
 
     divergence: str = field(default="fkl", metadata={
         "help": f"Token-level divergence D(p_teacher‖p_student), one of {DIVERGENCES}; pass `f_divergence=` to "
@@ -77,33 +80,33 @@ class DiMOConfig(TrainingArguments):
         super().__post_init__()
         if self.divergence not in DIVERGENCES and self.divergence != "custom":
             raise ValueError(f"`divergence` must be one of {DIVERGENCES}, got {self.divergence!r}.")
-        if not 0.0 <= self.jeffreys_beta <= 1.0:
-            raise ValueError(f"`jeffreys_beta` must lie in [0, 1], got {self.jeffreys_beta}.")
-        if self.loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(f"`loss_normalization` must be one of {LOSS_NORMALIZATIONS}, "
-                             f"got {self.loss_normalization!r}.")
+        self.jeffreys_beta = check_real("jeffreys_beta", self.jeffreys_beta, low=0.0, high=1.0)
+        check_choice("loss_normalization", self.loss_normalization, LOSS_NORMALIZATIONS)
+        # type and finiteness here; DiMOInitialState checks the ranges (and the token distribution)
+        self.r_init = check_real("r_init", self.r_init, low=0.0, high=1.0)
+        self.r_init_max = check_real("r_init_max", self.r_init_max, low=0.0, high=1.0, allow_none=True)
+        self.embedding_noise_std = check_real("embedding_noise_std", self.embedding_noise_std, low=0.0)
         self.initial_state()  # validates r_init, r_init_max, the token distribution and σ
         choices = {"remask_schedule": REMASK_SCHEDULES, "loss_weighting": LOSS_WEIGHTINGS,
                    "memory_mode": MEMORY_MODES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        if self.generator_temperature <= 0:
-            raise ValueError(f"`generator_temperature` must be > 0, got {self.generator_temperature}.")
-        if self.teacher_cfg_scale < 0:
-            raise ValueError(f"`teacher_cfg_scale` must be >= 0, got {self.teacher_cfg_scale}.")
-        if self.auxiliary_updates_per_step < 1:
-            raise ValueError(f"`auxiliary_updates_per_step` must be >= 1, got {self.auxiliary_updates_per_step}.")
-        if not 0.0 <= self.auxiliary_label_smoothing < 1.0:
-            raise ValueError(f"`auxiliary_label_smoothing` must lie in [0, 1), got {self.auxiliary_label_smoothing}.")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"`ema_decay` must lie in [0, 1), got {self.ema_decay}.")
-        if self.generation_length is not None and self.generation_length < 1:
-            raise ValueError(f"`generation_length` must be >= 1, got {self.generation_length}.")
-        if self.auxiliary_learning_rate is not None and self.auxiliary_learning_rate <= 0:
-            raise ValueError(f"`auxiliary_learning_rate` must be > 0, got {self.auxiliary_learning_rate}.")
-        if self.lora_r < 1:
-            raise ValueError(f"`lora_r` must be >= 1, got {self.lora_r}.")
+        self.generator_temperature = check_real("generator_temperature", self.generator_temperature, low=0.0,
+                                                low_open=True)
+        self.teacher_cfg_scale = check_real("teacher_cfg_scale", self.teacher_cfg_scale, low=0.0)
+        self.auxiliary_updates_per_step = check_int("auxiliary_updates_per_step", self.auxiliary_updates_per_step,
+                                                    low=1)
+        self.auxiliary_label_smoothing = check_real("auxiliary_label_smoothing", self.auxiliary_label_smoothing,
+                                                    low=0.0, high=1.0, high_open=True)
+        self.ema_decay = check_real("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
+        self.generation_length = check_int("generation_length", self.generation_length, low=1, allow_none=True)
+        self.auxiliary_learning_rate = check_real("auxiliary_learning_rate", self.auxiliary_learning_rate, low=0.0,
+                                                  low_open=True, allow_none=True)
+        self.lora_r = check_int("lora_r", self.lora_r, low=1)
+        check_real("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+        self.lora_dropout = check_real("lora_dropout", self.lora_dropout, low=0.0, high=1.0, high_open=True)
+        self.eval_num_samples = check_int("eval_num_samples", self.eval_num_samples, low=1)
 
     def initial_state(self, vocab_size: int | None = None,
                       excluded_token_ids: list[int] | None = None) -> DiMOInitialState:

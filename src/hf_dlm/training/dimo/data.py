@@ -3,10 +3,12 @@ prompts for a text teacher, class labels or tokenized captions for an image teac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
+from ..._training_guards import check_int
 
 CONDITION_KEYS = ("input_ids", "class_labels", "text_input_ids")
 
@@ -18,11 +20,35 @@ class ConditionDataset(torch.utils.data.Dataset):
     def __init__(self, conditions: Sequence[dict[str, Any]]) -> None:
         if len(conditions) == 0:
             raise ValueError("`conditions` is empty: Di[M]O draws c ~ D from it (Algorithm 1, line 4).")
+        for index, condition in enumerate(conditions):
+            if not isinstance(condition, Mapping):
+                raise TypeError(f"condition {index} must be a dict, got {type(condition).__name__}.")
         keys = {key for c in conditions for key in c}
         unknown = keys - set(CONDITION_KEYS)
         if unknown or len(keys) != 1:
             raise ValueError(f"every condition must hold exactly one of {CONDITION_KEYS}; got keys {sorted(keys)}.")
-        self.conditions = list(conditions)
+        checked = []
+        for index, condition in enumerate(conditions):
+            if len(condition) != 1:
+                raise ValueError(f"condition {index} must hold exactly one of {CONDITION_KEYS}; got keys "
+                                 f"{sorted(condition)}.")
+            ((key, value),) = condition.items()
+            if key == "class_labels":
+                try:
+                    value = check_int("class_labels", value, low=0)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"condition {index}: {error}") from None
+            else:
+                ids = torch.as_tensor(value)
+                if ids.numel() == 0 and ids.dim() == 1:
+                    ids = ids.long()  # an empty prompt (`torch.as_tensor([])` is float)
+                if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
+                    raise TypeError(f"`{key}` of condition {index} must be a 1-D sequence of integer token ids, got "
+                                    f"dtype {ids.dtype}, shape {tuple(ids.shape)}.")
+                if ids.numel() and int(ids.min()) < 0:
+                    raise ValueError(f"`{key}` of condition {index} holds negative token id {int(ids.min())}.")
+            checked.append({key: value})
+        self.conditions = checked
 
     @classmethod
     def from_prompts(cls, prompts: Sequence[Sequence[int]] | torch.Tensor) -> ConditionDataset:
@@ -35,7 +61,7 @@ class ConditionDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_labels(cls, labels: Sequence[int]) -> ConditionDataset:
-        return cls([{"class_labels": int(label)} for label in labels])
+        return cls([{"class_labels": label} for label in labels])
 
     @classmethod
     def from_captions(cls, caption_ids: torch.Tensor) -> ConditionDataset:

@@ -35,7 +35,8 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.utils import logging
 
-from ..._io import save_atomically
+from ..._io import AtomicCheckpointMixin, replace_file, save_atomically
+from ..._training_guards import ResumeGuardMixin, check_token_ids, refuse_or_warn_missing_state
 from ...denoiser import denoise, get_mask_token_id
 from ...generation.initial_state import embedding_noise
 from ...schedulers.scheduling_maskgit import mask_ratio_schedule
@@ -95,7 +96,7 @@ class _EMAUpdate(TrainerCallback):
         return control
 
 
-class DiMOTrainer(Trainer):
+class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     """Distils a masked-diffusion ``teacher`` into a one-step generator with Di[M]O (Zhu et al., 2025,
     Algorithm 1); see the module docstring for one step.
 
@@ -304,6 +305,8 @@ class DiMOTrainer(Trainer):
             return _Conditions(len(captions), None, None, kwargs, null_kwargs)
         if "input_ids" not in inputs:
             raise ValueError("a text teacher needs `input_ids` conditions (prompts; [BOS] for unconditional text).")
+        check_token_ids("input_ids", inputs["input_ids"], self.initial_state.vocab_size, dim=2,
+                        what="teacher's vocabulary")
         prefix = inputs["input_ids"].to(device)
         attention = inputs.get("attention_mask")
         if attention is not None:
@@ -499,13 +502,13 @@ class DiMOTrainer(Trainer):
             state.update({f"{GENERATOR}.{n}": p.detach().contiguous() for n, p in self._trainable(GENERATOR).items()})
         if self.ema is not None:
             state.update({f"ema.{n}": t for n, t in self.ema.state_dict().items()})
-        tmp = os.path.join(output_dir, f".{STATE_FILE}.tmp")
-        save_file({k: v.cpu() for k, v in state.items()}, tmp)
-        os.replace(tmp, os.path.join(output_dir, STATE_FILE))
+        # each file written to a temporary and renamed (removed if the write fails); the checkpoint folder as a whole
+        # is swapped in atomically by AtomicCheckpointMixin
+        state = {k: v.cpu() for k, v in state.items()}
+        replace_file(os.path.join(output_dir, STATE_FILE), lambda tmp: save_file(state, tmp))
         if self.auxiliary_optimizer is not None:
-            tmp = os.path.join(output_dir, f".{AUXILIARY_OPTIMIZER_FILE}.tmp")
-            torch.save(self.auxiliary_optimizer.state_dict(), tmp)
-            os.replace(tmp, os.path.join(output_dir, AUXILIARY_OPTIMIZER_FILE))
+            replace_file(os.path.join(output_dir, AUXILIARY_OPTIMIZER_FILE),
+                         lambda tmp: torch.save(self.auxiliary_optimizer.state_dict(), tmp))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         if self.args.memory_mode == "lora":
@@ -528,9 +531,13 @@ class DiMOTrainer(Trainer):
         if self.ema is not None:
             self.ema.load_state_dict({k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")})
         optimizer_path = os.path.join(checkpoint, AUXILIARY_OPTIMIZER_FILE)
-        if self.auxiliary_optimizer is not None and os.path.isfile(optimizer_path):
-            self.auxiliary_optimizer.load_state_dict(
-                torch.load(optimizer_path, map_location=self.args.device, weights_only=True))
+        if self.auxiliary_optimizer is not None:
+            if os.path.isfile(optimizer_path):
+                self.auxiliary_optimizer.load_state_dict(
+                    torch.load(optimizer_path, map_location=self.args.device, weights_only=True))
+            else:
+                refuse_or_warn_missing_state(checkpoint, [AUXILIARY_OPTIMIZER_FILE], self.args,
+                                             "the auxiliary model's optimizer")
 
     # ------------------------------------------------------------------ the distilled generator
     @torch.no_grad()

@@ -5,16 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
+from ..._io import AtomicCheckpointMixin
 from ...generation.logit_fm.path import check_smoothing
-from ..mdm_loss import prompt_mask_from_lengths
+from ..._training_guards import (GuardedTrainingArguments, ResumeGuardMixin, check_choice, check_real,
+                                 check_token_ids, require_batch_keys)
+from ..mdm_loss import trainable_positions
 from .objective import TIME_DISTRIBUTIONS, denoising_loss, noisy_simplex, sample_flow_times
 
 
 @dataclass
-class LogitFMTrainingArguments(TrainingArguments):
-    """[`TrainingArguments`] plus the knobs of the Logit-FM objective (eq. 15)."""
+class LogitFMTrainingArguments(GuardedTrainingArguments):
+    """[`TrainingArguments`] plus the knobs of the Logit-FM objective (eq. 15), checked at construction (type,
+    range, finiteness; see [`GuardedTrainingArguments`] for the optimizer knobs and ``restart_optimizer_on_resume``)."""
 
     smoothing_beta: float | None = field(default=None, metadata={
         "help": "β of eq. 3, x_1ˢ = (1 − β) x_1 + β/N; in (0, 1). None = the model config's `smoothing_beta` "
@@ -32,26 +36,29 @@ class LogitFMTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.smoothing_beta is not None:
             check_smoothing(self.smoothing_beta)
-        if self.dirichlet_concentration is not None and not self.dirichlet_concentration > 0:
-            raise ValueError(f"`dirichlet_concentration` must be > 0, got {self.dirichlet_concentration!r}.")
-        if self.time_distribution not in TIME_DISTRIBUTIONS:
-            raise ValueError(f"`time_distribution` must be one of {TIME_DISTRIBUTIONS}, "
-                             f"got {self.time_distribution!r}.")
+        self.dirichlet_concentration = check_real("dirichlet_concentration", self.dirichlet_concentration, low=0.0,
+                                                  low_open=True, allow_none=True)
+        check_choice("time_distribution", self.time_distribution, TIME_DISTRIBUTIONS)
+        self.t_max = check_real("t_max", self.t_max, low=0.0, high=1.0, low_open=True)
         if not 0.0 < self.t_max <= 1.0 or (self.time_distribution == "log_uniform" and self.t_max >= 1.0):
             raise ValueError(f"`t_max` must lie in (0, 1] ((0, 1) for log_uniform), got {self.t_max!r}.")
 
 
-class LogitFMTrainer(Trainer):
+class LogitFMTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     """Trains p_θ(x_1 | x_t, t) with the Logit-FM denoising objective (eq. 15 of "Integrating geodesic interpolation
     and flow matching for non-autoregressive text generation in logit space"): per sequence a time t, noise
     x_0 ~ Dirichlet(α), the geodesic point x_t between x_0 and the β-smoothed data (eqs. 2–3), and the cross-entropy
     of the model's logits against the data tokens.
 
-    Batches hold ``input_ids``, optionally ``attention_mask`` (padding is neither noised nor scored) and
-    ``prompt_lengths`` (the prompt stays a one-hot point and is not scored; see ``MaskedDiffusionSFTCollator``).
+    Batches hold ``input_ids``, optionally ``attention_mask`` (padding is neither noised nor scored),
+    ``prompt_lengths`` (the prompt stays a one-hot point and is not scored; see ``MaskedDiffusionSFTCollator``) and
+    ``labels`` (positions labelled −100 stay one-hot points and are not scored, like the prompt). Refused by name:
+    a batch without ``input_ids``, ids outside ``[0, vocab_size)``, a row with nothing to score. Resuming follows
+    [`ResumeGuardMixin`].
     """
 
     args: LogitFMTrainingArguments
+    loss_is_scaled_for_ga = False  # the loss ignores `num_items_in_batch` (which `labels` in a batch would trigger)
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: torch.Tensor | None = None):
@@ -59,13 +66,13 @@ class LogitFMTrainer(Trainer):
         beta = self.args.smoothing_beta if self.args.smoothing_beta is not None else config.smoothing_beta
         alpha = (self.args.dirichlet_concentration if self.args.dirichlet_concentration is not None
                  else config.dirichlet_concentration)
+        require_batch_keys(inputs, ("input_ids",), "LogitFMTrainer", "Each dataset row must hold `input_ids`.")
         input_ids = inputs["input_ids"]
+        check_token_ids("input_ids", input_ids, config.vocab_size, dim=2)
         attention_mask = inputs.get("attention_mask")
-        scored = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        # padding, the prompt and −100-labelled positions are fixed one-hot points and not scored
+        scored = trainable_positions(input_ids, attention_mask, inputs.get("prompt_lengths"), inputs.get("labels"))
         fixed = ~scored
-        if inputs.get("prompt_lengths") is not None:
-            prompt = prompt_mask_from_lengths(inputs["prompt_lengths"], input_ids.shape[1])
-            fixed, scored = fixed | prompt, scored & ~prompt
         t = sample_flow_times(len(input_ids), self.args.time_distribution, self.args.t_max, input_ids.device)
         simplex = noisy_simplex(input_ids, t, config.vocab_size, beta, alpha, fixed)
         logits = model(simplex=simplex, timesteps=t, attention_mask=attention_mask).logits
