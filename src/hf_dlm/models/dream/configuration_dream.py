@@ -11,8 +11,10 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .._loading import RequiredConfigFieldsMixin
 
-class DreamConfig(PretrainedConfig):
+
+class DreamConfig(RequiredConfigFieldsMixin, PretrainedConfig):
     """Configuration for [`DreamModel`].
 
     Args:
@@ -26,9 +28,15 @@ class DreamConfig(PretrainedConfig):
         mask_token_id: id of the ``[MASK]`` token (151666 in Dream's tokenizer).
         tie_word_embeddings: share embedding and ``lm_head`` (Dream-7B: untied).
         initializer_range: standard deviation of the normal initialisation.
+
+    The defaults are Dream-7B's sizes. A ``config.json`` read by ``from_pretrained`` / ``AutoConfig`` must state
+    every field of ``required_fields`` — a missing one raises ``MissingConfigFieldError`` (a ``ValueError``) naming
+    it and the file instead of building 7B sizes.
     """
 
     model_type = "Dream"
+    required_fields = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                       "num_key_value_heads")
 
     def __init__(
         self,

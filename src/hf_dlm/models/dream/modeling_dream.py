@@ -21,6 +21,7 @@ from ...generation.mixin import MaskedDiffusionGenerationMixin
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
 from .configuration_dream import DreamConfig
+from .._loading import StrictLoadingMixin
 from .._sharing import HubSharingMixin
 
 
@@ -69,7 +70,7 @@ class DreamDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
-class DreamPreTrainedModel(HubSharingMixin, PreTrainedModel):
+class DreamPreTrainedModel(StrictLoadingMixin, HubSharingMixin, PreTrainedModel):
     config_class = DreamConfig
     config: DreamConfig
     base_model_prefix = "model"
@@ -101,7 +102,11 @@ class DreamPreTrainedModel(HubSharingMixin, PreTrainedModel):
 
 
 class DreamBaseModel(DreamPreTrainedModel):
-    """The transformer trunk; ``forward`` returns the final normed hidden states."""
+    """The transformer trunk; ``forward`` returns the final normed hidden states.
+
+    Loads from a full [`DreamModel`] checkpoint too: its ``lm_head`` is not part of the trunk and is left out."""
+
+    _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq", r"^lm_head\.weight$"]
 
     def __init__(self, config: DreamConfig) -> None:
         super().__init__(config)

@@ -12,6 +12,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ...modules.ngram import NgramEmbeddingConfig
+from .._loading import RequiredConfigFieldsMixin
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -19,7 +20,7 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
-class LLaDAConfig(PretrainedConfig):
+class LLaDAConfig(RequiredConfigFieldsMixin, PretrainedConfig):
     """Configuration for [`LLaDAModelLM`].
 
     Args:
@@ -46,9 +47,14 @@ class LLaDAConfig(PretrainedConfig):
             ``ignored_token_ids`` ...). They are resolved here (table sizes, hash base) and stored resolved, so a
             saved model hashes exactly as it did in training. N-grams touching ``mask_token_id``, ``pad_token_id``
             or an ignored id have no embedding, and N-grams never cross ``eos_token_id``.
+
+    The defaults are LLaDA-8B's sizes. A ``config.json`` read by ``from_pretrained`` / ``AutoConfig`` must state
+    every field of ``required_fields`` (or its standard alias; ``null`` allowed where ``None`` is) — a missing one
+    raises ``MissingConfigFieldError`` (a ``ValueError``) naming it and the file instead of building 8B sizes.
     """
 
     model_type = "llada"
+    required_fields = ("vocab_size", "embedding_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size")
     attribute_map = {
         "hidden_size": "d_model",
         "num_hidden_layers": "n_layers",

@@ -20,6 +20,7 @@ from ...modules.ngram.embedding import warn_if_over_budget
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
 from .configuration_llada import LLaDAConfig
+from .._loading import StrictLoadingMixin
 from .._sharing import HubSharingMixin
 
 
@@ -53,7 +54,7 @@ class LLaDABlock(GradientCheckpointingLayer, AttentionHeads):
         return hidden_states + self.ff_out(self.act(self.ff_proj(h)) * self.up_proj(h))
 
 
-class LLaDAPreTrainedModel(HubSharingMixin, PreTrainedModel):
+class LLaDAPreTrainedModel(StrictLoadingMixin, HubSharingMixin, PreTrainedModel):
     config_class = LLaDAConfig
     config: LLaDAConfig
     base_model_prefix = "model"

@@ -7,6 +7,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .._loading import RequiredConfigFieldsMixin
+
 TIME_CONDITIONINGS = ("adaln", "adaln_single", "time_token")
 
 
@@ -15,7 +17,7 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
-class LogitFMConfig(PretrainedConfig):
+class LogitFMConfig(RequiredConfigFieldsMixin, PretrainedConfig):
     """Configuration for [`LogitFMModel`].
 
     Args:
@@ -34,9 +36,14 @@ class LogitFMConfig(PretrainedConfig):
             the path it was trained on.
         dirichlet_concentration: α of the noise x_0 ~ Dirichlet(α·1) (the paper: 1, uniform on the simplex).
         rope_theta / layer_norm_eps / initializer_range: as in other transformers models.
+
+    A ``config.json`` read by ``from_pretrained`` / ``AutoConfig`` must state every field of ``required_fields``;
+    a missing one raises ``MissingConfigFieldError`` (a ``ValueError``) naming it and the file.
     """
 
     model_type = "logit_fm"
+    required_fields = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                       "time_conditioning", "time_embedding_dim")
 
     def __init__(self, vocab_size: int = 50257, hidden_size: int = 768, num_hidden_layers: int = 12,
                  num_attention_heads: int = 12, intermediate_size: int = 2048, max_position_embeddings: int = 1024,

@@ -22,6 +22,7 @@ from transformers.utils import ModelOutput
 from ...generation.logit_fm.mixin import LogitFMGenerationMixin
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
 from .configuration_logit_fm import LogitFMConfig
+from .._loading import StrictLoadingMixin
 from .._sharing import HubSharingMixin
 
 
@@ -94,7 +95,7 @@ class LogitFMBlock(GradientCheckpointingLayer, AttentionHeads):
         return hidden_states + gate_m.unsqueeze(1) * self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
 
 
-class LogitFMPreTrainedModel(HubSharingMixin, PreTrainedModel):
+class LogitFMPreTrainedModel(StrictLoadingMixin, HubSharingMixin, PreTrainedModel):
     config_class = LogitFMConfig
     config: LogitFMConfig
     base_model_prefix = "logit_fm"

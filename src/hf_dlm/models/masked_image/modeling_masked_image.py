@@ -21,8 +21,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import AdaLayerNormContinuous
 from torch import nn
 
+from .._loading import StrictDiffusersLoadingMixin
 
-class MaskedImageTransformer(ModelMixin, ConfigMixin):
+
+class MaskedImageTransformer(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):
     """Bidirectional transformer denoiser for token grids.
 
     Args:
@@ -37,9 +39,14 @@ class MaskedImageTransformer(ModelMixin, ConfigMixin):
             usually do not.
         dimo_initial_state: for a one-step generator distilled with Di[M]O, the settings of its initial state
             (``hf_dlm.generation.initial_state.DiMOInitialState.to_dict()``); None for a multi-step denoiser.
+
+    ``from_pretrained`` refuses a ``config.json`` lacking one of ``required_fields`` and a checkpoint whose weights
+    do not cover the architecture (``strict=False`` loads a partial one on purpose); see ``hf_dlm.models._loading``.
     """
 
     _supports_gradient_checkpointing = True
+    required_fields = ("codebook_size", "sample_size", "hidden_size", "num_layers", "num_attention_heads",
+                       "num_classes", "pooled_projection_dim", "cross_attention_dim", "use_mask_ratio")
     predicts_next_token = False
 
     @register_to_config
