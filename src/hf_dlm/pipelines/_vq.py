@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import torch
 
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
 
 def decode_token_grid(vqvae, tokens: torch.LongTensor, image_processor, output_type: str):
     """(B, h, w) codebook indices → images through ``vqvae``'s codebook lookup and decoder, post-processed to
     ``output_type`` (``pil`` | ``np`` | ``pt``); ``latent`` returns the indices themselves."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
     if output_type == "latent":
         return tokens
     pixels = vqvae.decode(tokens, force_not_quantize=True,

@@ -9,10 +9,13 @@ factory resolve the folder; loading then goes through ``MaskedImagePipeline.from
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from transformers import Pipeline, PretrainedConfig
+
+from ..schedulers.scheduling_maskgit import is_integer
 
 MODEL_TYPE = "masked_image_pipeline"
 
@@ -47,9 +50,16 @@ class MaskedImagePipelineLoader:
 class TextToImagePipeline(Pipeline):
     """``transformers`` pipeline returning PIL images from prompts (or class labels for class-conditional models).
 
-    Call with a prompt or a list of prompts; keyword arguments (``num_inference_steps``, ``guidance_scale``,
-    ``generator``, ``class_labels`` …) go to the diffusers pipeline. Returns one PIL image per prompt, or a list of
-    ``num_images_per_prompt`` images per prompt when that is > 1.
+    Call with a prompt or a list of prompts — for a class-conditional model, a class label or a list of labels;
+    keyword arguments (``num_inference_steps``, ``guidance_scale``, ``generator`` …) go to the diffusers pipeline,
+    which checks their values. Returns one PIL image per prompt, or a list of ``num_images_per_prompt`` images per
+    prompt when that is > 1.
+
+    Refused by name (`TypeError`/`ValueError`): inputs that are not strings (labels for class models), keyword
+    arguments the diffusers pipeline does not take, ``prompt=``/``class_labels=`` (the input is the prompt or the
+    label), ``return_dict`` (the task returns images), and ``batch_size``/``num_workers`` (each input is one call of
+    the diffusers pipeline; batch with ``num_images_per_prompt``). A list of generators with a list of inputs is
+    split in order: input ``i`` gets generators ``i·n … i·n + n − 1`` (``n = num_images_per_prompt``).
     """
 
     _load_tokenizer = False
@@ -58,13 +68,51 @@ class TextToImagePipeline(Pipeline):
     _load_processor = False
     _pipeline_calls_generate = False
 
+    #: keyword arguments of the diffusers pipeline that this task sets itself
+    _reserved = {"prompt": "pass the prompt as the input: `t2i(prompt, ...)`",
+                 "class_labels": "pass the class label as the input: `t2i(label, ...)`",
+                 "return_dict": "the task always returns images"}
+
     def __init__(self, model, *args, **kwargs) -> None:
         if isinstance(model, str):
             model = MaskedImagePipelineLoader.from_pretrained(model)
         model.can_generate = lambda: False  # consulted by transformers' Pipeline.__init__
         super().__init__(model, *args, **kwargs)
 
+    @property
+    def _class_conditional(self) -> bool:
+        return getattr(self.model, "num_classes", 0) > 0
+
+    def _accepted_kwargs(self) -> list[str]:
+        parameters = inspect.signature(type(self.model).__call__).parameters
+        return sorted(name for name, p in parameters.items()
+                      if name != "self" and name not in self._reserved
+                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+    def _check_kwargs(self, kwargs: dict[str, Any]) -> None:
+        for name, reason in self._reserved.items():
+            if name in kwargs:
+                raise TypeError(f"text-to-image does not take `{name}`: {reason}.")
+        accepted = self._accepted_kwargs()
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise TypeError(f"text-to-image got unexpected keyword argument(s) {unknown}; "
+                            f"{type(self.model).__name__} accepts {accepted}.")
+
+    def _check_input(self, inputs: Any) -> None:
+        if self._class_conditional:
+            labels = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+            if not labels or not all(is_integer(x) for x in labels):
+                raise TypeError(f"text-to-image with a class-conditional model takes a class label (an integer) or "
+                                f"a non-empty list of them as its input, got {inputs!r}.")
+            return
+        prompts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not prompts or not all(isinstance(x, str) for x in prompts):
+            raise TypeError(f"text-to-image takes a prompt (a string) or a non-empty list of prompts as its input, "
+                            f"got {inputs!r}.")
+
     def _sanitize_parameters(self, **kwargs):
+        self._check_kwargs(kwargs)
         return {}, kwargs, {}
 
     def preprocess(self, inputs, **kwargs):
@@ -72,9 +120,8 @@ class TextToImagePipeline(Pipeline):
 
     def _forward(self, model_inputs, **generate_kwargs):
         prompt = model_inputs["prompt"]
-        if getattr(self.model, "num_classes", 0) > 0:
-            labels = generate_kwargs.pop("class_labels", prompt)
-            images = self.model(class_labels=labels, **generate_kwargs).images
+        if self._class_conditional:
+            images = self.model(class_labels=prompt, **generate_kwargs).images
         else:
             images = self.model(prompt=prompt, **generate_kwargs).images
         return {"images": images, "per_prompt": generate_kwargs.get("num_images_per_prompt", 1)}
@@ -84,9 +131,27 @@ class TextToImagePipeline(Pipeline):
         return images[0] if model_outputs["per_prompt"] == 1 and len(images) == 1 else images
 
     def __call__(self, inputs, **kwargs):
-        if isinstance(inputs, (list, tuple)):
+        for name in ("batch_size", "num_workers"):
+            if kwargs.get(name) is not None:
+                raise TypeError(f"text-to-image does not take `{name}`: each input is one call of the diffusers "
+                                "pipeline (batch images with `num_images_per_prompt`).")
+        self._check_input(inputs)
+        self._check_kwargs(kwargs)
+        if not isinstance(inputs, (list, tuple)):
+            return super().__call__(inputs, **kwargs)
+        generators = kwargs.get("generator")
+        if not isinstance(generators, (list, tuple)):
             return [super(TextToImagePipeline, self).__call__(x, **kwargs) for x in inputs]
-        return super().__call__(inputs, **kwargs)
+        per_input = kwargs.get("num_images_per_prompt", 1)
+        if not is_integer(per_input) or per_input < 1:
+            raise ValueError(f"`num_images_per_prompt` must be an integer >= 1, got {per_input!r}.")
+        if len(generators) != len(inputs) * per_input:
+            raise ValueError(f"`generator` is a list of {len(generators)} generators, but {len(inputs)} inputs × "
+                             f"`num_images_per_prompt`={per_input} make {len(inputs) * per_input} images: pass one "
+                             "generator per image, or a single generator.")
+        return [super(TextToImagePipeline, self).__call__(
+                    x, **{**kwargs, "generator": list(generators[i * per_input: (i + 1) * per_input])})
+                for i, x in enumerate(inputs)]
 
     def _ensure_tensor_on_device(self, inputs, device):
         return inputs

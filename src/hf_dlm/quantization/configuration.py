@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import os
 from typing import Any
 
+import torch
 from transformers.utils.quantization_config import QuantizationConfigMixin
 
 QUANT_METHOD = "quant_dllm"
@@ -23,6 +26,15 @@ MAX_ORDER = 8
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _is_int(value: Any) -> bool:
+    """A Python or NumPy integer that is not a bool (``True`` is not a bit width)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 class QuantDLLMConfig(QuantizationConfigMixin):
@@ -92,7 +104,7 @@ class QuantDLLMConfig(QuantizationConfigMixin):
             raise TypeError(f"QuantDLLMConfig got unexpected arguments {sorted(kwargs)}.")
         self.quant_method = QUANT_METHOD
         self.bits = bits
-        self.orders = tuple(int(o) for o in orders)
+        self.orders = tuple(orders) if isinstance(orders, (list, tuple)) else orders
         self.abmp_fraction = abmp_fraction
         self.block_size = block_size
         self.importance_factor = importance_factor
@@ -111,19 +123,28 @@ class QuantDLLMConfig(QuantizationConfigMixin):
         self.mask_token_id = mask_token_id
         self.dataset = dataset
         self.tokenizer = tokenizer
-        self.modules_to_not_convert = list(modules_to_not_convert) if modules_to_not_convert is not None else None
+        # a bare string is refused by `post_init`, not split into characters
+        self.modules_to_not_convert = (list(modules_to_not_convert) if isinstance(modules_to_not_convert, (list, tuple))
+                                       else modules_to_not_convert)
         self.kernel = kernel
         self.seed = seed
         self.post_init()
 
     def post_init(self) -> None:
-        """Validate every field (clear `ValueError` naming the field, the value and what is allowed)."""
-        _check(isinstance(self.bits, int) and 1 <= self.bits <= MAX_ORDER,
+        """Validate every field (clear `ValueError` naming the field, the value and what is allowed).
+
+        Called by ``__init__`` and again by `QuantDLLMQuantizer.quantize_model`, so a field edited after
+        construction is checked too. Booleans are not accepted where integers are (``bits=True`` is refused), nor
+        floats where integers are (``orders=(1.5, 2, 3)`` is refused, not truncated), nor NaN or infinite values."""
+        _check(_is_int(self.bits) and 1 <= self.bits <= MAX_ORDER,
                f"`bits` must be an integer in [1, {MAX_ORDER}], got {self.bits!r}.")
         orders = self.orders
-        _check(len(orders) >= 1 and all(1 <= o <= MAX_ORDER for o in orders) and list(orders) == sorted(set(orders)),
+        _check(isinstance(orders, tuple) and len(orders) >= 1 and all(_is_int(o) for o in orders)
+               and all(1 <= o <= MAX_ORDER for o in orders) and list(orders) == sorted(set(orders)),
                f"`orders` must be distinct increasing integers in [1, {MAX_ORDER}], got {orders!r}.")
-        _check(0.0 <= self.abmp_fraction < 0.5, f"`abmp_fraction` must be in [0, 0.5), got {self.abmp_fraction!r}.")
+        self.orders = orders = tuple(int(o) for o in orders)
+        _check(_is_finite_real(self.abmp_fraction) and 0.0 <= self.abmp_fraction < 0.5,
+               f"`abmp_fraction` must be a number in [0, 0.5), got {self.abmp_fraction!r}.")
         if self.abmp_fraction > 0:
             _check(len(orders) == 3 and orders[1] == self.bits and orders[2] - orders[1] == orders[1] - orders[0],
                    f"`orders` {orders!r} cannot average `bits`={self.bits} under ABMP: it needs three evenly spaced "
@@ -131,21 +152,41 @@ class QuantDLLMConfig(QuantizationConfigMixin):
                    "or `abmp_fraction=0`.")
         else:
             _check(self.bits in orders, f"`bits`={self.bits} must be one of `orders` {orders!r} when ABMP is off.")
-        _check(isinstance(self.block_size, int) and self.block_size >= 1,
+        _check(_is_int(self.block_size) and self.block_size >= 1,
                f"`block_size` must be a positive integer, got {self.block_size!r}.")
-        _check(self.importance_factor >= 1.0, f"`importance_factor` (λ) must be ≥ 1, got {self.importance_factor!r}.")
-        _check(self.outlier_sigma > 0, f"`outlier_sigma` must be > 0, got {self.outlier_sigma!r}.")
-        _check(self.damping > 0, f"`damping` (γ) must be > 0, got {self.damping!r}.")
-        _check(isinstance(self.rsr_iterations, int) and self.rsr_iterations >= 0,
+        _check(_is_finite_real(self.importance_factor) and self.importance_factor >= 1.0,
+               f"`importance_factor` (λ) must be a finite number ≥ 1, got {self.importance_factor!r}.")
+        _check(_is_finite_real(self.outlier_sigma) and self.outlier_sigma > 0,
+               f"`outlier_sigma` must be a finite number > 0, got {self.outlier_sigma!r}.")
+        _check(_is_finite_real(self.damping) and self.damping > 0,
+               f"`damping` (γ) must be a finite number > 0, got {self.damping!r}.")
+        _check(_is_int(self.rsr_iterations) and self.rsr_iterations >= 0,
                f"`rsr_iterations` must be a non-negative integer, got {self.rsr_iterations!r}.")
+        for name in ("use_dor", "use_mcs"):
+            value = getattr(self, name)
+            _check(isinstance(value, bool), f"`{name}` must be True or False, got {value!r}.")
         _check(self.scale_axes in SCALE_AXES, f"`scale_axes` must be one of {SCALE_AXES}, got {self.scale_axes!r}.")
         for name in ("num_calibration_sequences", "calibration_seq_len", "mcs_timesteps", "calibration_batch_size"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"`{name}` must be a positive integer, got {value!r}.")
-        _check(0.0 <= self.prefix_ratio < 1.0, f"`prefix_ratio` (γ) must be in [0, 1), got {self.prefix_ratio!r}.")
+            _check(_is_int(value) and value >= 1, f"`{name}` must be a positive integer, got {value!r}.")
+        _check(_is_finite_real(self.prefix_ratio) and 0.0 <= self.prefix_ratio < 1.0,
+               f"`prefix_ratio` (γ) must be a number in [0, 1), got {self.prefix_ratio!r}.")
         _check(self.visibility_schedule in VISIBILITY_SCHEDULES,
                f"`visibility_schedule` must be one of {VISIBILITY_SCHEDULES}, got {self.visibility_schedule!r}.")
+        _check(self.mask_token_id is None or (_is_int(self.mask_token_id) and self.mask_token_id >= 0),
+               f"`mask_token_id` must be None or an integer >= 0, got {self.mask_token_id!r}.")
+        dataset = self.dataset
+        _check(dataset is None or isinstance(dataset, (str, os.PathLike, list, tuple))
+               or isinstance(dataset, torch.Tensor),
+               f"`dataset` must be None, a list of texts or token-id lists, a 2-D id tensor or a text-file path, "
+               f"got {type(dataset).__name__}.")
+        _check(not isinstance(dataset, (list, tuple)) or len(dataset) > 0,
+               "`dataset` must not be empty: give calibration texts or token-id lists, or None.")
+        skip = self.modules_to_not_convert
+        _check(skip is None or (isinstance(skip, list) and all(isinstance(n, str) and n for n in skip)),
+               f"`modules_to_not_convert` must be None or a list of module names, got {skip!r}.")
         _check(self.kernel in KERNELS, f"`kernel` must be one of {KERNELS}, got {self.kernel!r}.")
+        _check(_is_int(self.seed), f"`seed` must be an integer, got {self.seed!r}.")
 
     @property
     def max_order(self) -> int:

@@ -115,8 +115,21 @@ def daq(w: torch.Tensor, order: int, iterations: int, importance_mask: torch.Ten
     each, for every order k the residual target R^(k) = W − Σ_{q≠k} S^(q) ⊙ B^(q) gets ``update_αr`` then
     ``update_αc`` under Λ (row-column successive re-scaling), then all signs are re-chosen by ``update_B``.
     ``importance_mask`` is Λ (None: Λ = 1). ``scale_axes="row"`` keeps α_c = 1 (row-wise baseline)."""
-    if order < 1:
-        raise ValueError(f"`order` must be ≥ 1, got {order}.")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"`order` must be an integer ≥ 1, got {order!r}.")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"`iterations` must be an integer ≥ 0, got {iterations!r}.")
+    if scale_axes not in ("row_column", "row"):
+        raise ValueError(f"`scale_axes` must be 'row_column' or 'row', got {scale_axes!r}.")
+    if not isinstance(w, torch.Tensor) or w.ndim != 3 or not w.dtype.is_floating_point:
+        raise ValueError(f"`w` must be a floating (G, n, m) batch of blocks, got "
+                         f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}.")
+    if not torch.isfinite(w).all():
+        raise ValueError(f"`w` holds {int((~torch.isfinite(w)).sum())} NaN/inf weights; DAQ needs finite weights.")
+    if importance_mask is not None and (importance_mask.shape != w.shape or not torch.isfinite(importance_mask).all()
+                                        or (importance_mask < 0).any()):
+        raise ValueError(f"`importance_mask` (Λ) must be a finite, non-negative tensor of the blocks' shape "
+                         f"{tuple(w.shape)}, got shape {tuple(importance_mask.shape)}.")
     row_only = scale_axes == "row"
     init = binary_row_init if row_only else binary_rc_init
     weight2 = torch.ones_like(w) if importance_mask is None else importance_mask.to(w.dtype).square()

@@ -22,18 +22,45 @@ def block_bounds(in_features: int, block_size: int) -> list[tuple[int, int]]:
 def inverse_hessian_diagonal(statistics: torch.Tensor, damping: float) -> torch.Tensor:
     """diag((S + γI)⁻¹) with γ = ``damping`` · mean(diag S); dead inputs (S_jj = 0) get S_jj = 1 first, as GPTQ
     does, so the inverse exists. Computed in float64 through a Cholesky factorisation."""
+    check_statistics(statistics)
+    if not math.isfinite(float(damping)) or damping <= 0:
+        raise ValueError(f"`damping` (γ) must be a finite number > 0, got {damping!r}.")
     s = statistics.to(torch.float64).clone()
     diag = torch.diagonal(s)
     dead = diag == 0
     diag[dead] = 1.0
     gamma = damping * diag.mean()
     diag += gamma
-    chol = torch.linalg.cholesky(s)
+    chol, info = torch.linalg.cholesky_ex(s)
+    if int(info) != 0:
+        raise ValueError(f"`statistics` S_MCS + γI (γ = {float(gamma):.3g}) is not positive definite (Cholesky "
+                         f"failed at column {int(info) - 1}): S_MCS = Σ XᵀX must be a symmetric positive "
+                         "semi-definite Gram matrix of finite calibration activations; raise `damping` if it is "
+                         "only ill-conditioned.")
     return torch.diagonal(torch.cholesky_inverse(chol))
+
+
+def check_statistics(statistics: torch.Tensor, in_features: int | None = None, name: str = "statistics") -> None:
+    """Raise `ValueError` unless ``statistics`` is a finite floating (in, in) matrix (``in_features`` when given);
+    NaN or inf in S_MCS means the calibration activations overflowed or the model holds non-finite weights."""
+    if not isinstance(statistics, torch.Tensor) or not statistics.dtype.is_floating_point or statistics.ndim != 2 \
+            or statistics.shape[0] != statistics.shape[1]:
+        raise ValueError(f"`{name}` (S_MCS) must be a square floating-point matrix, got "
+                         f"{tuple(statistics.shape) if isinstance(statistics, torch.Tensor) else type(statistics)}.")
+    if in_features is not None and statistics.shape[0] != in_features:
+        raise ValueError(f"`{name}` (S_MCS) is {tuple(statistics.shape)} but the weight has {in_features} input "
+                         f"features: it must be ({in_features}, {in_features}).")
+    finite = torch.isfinite(statistics)
+    if not finite.all():
+        raise ValueError(f"`{name}` (S_MCS) holds {int((~finite).sum())} NaN/inf entries: the calibration "
+                         "activations are not finite (NaN calibration inputs, non-finite weights or an overflow).")
 
 
 def importance_matrix(weight: torch.Tensor, statistics: torch.Tensor, damping: float) -> torch.Tensor:
     """Z = (W D⁻¹) ⊙ (W D⁻¹), D = diag((S_MCS + γI)⁻¹): column j of W is divided by D_jj. Shape of ``weight``."""
+    if weight.ndim != 2:
+        raise ValueError(f"`weight` must be a 2-D (out, in) matrix, got shape {tuple(weight.shape)}.")
+    check_statistics(statistics, weight.shape[1])
     d = inverse_hessian_diagonal(statistics, damping).to(weight.device)
     return (weight.to(torch.float64) / d).square().to(torch.float32)
 
@@ -65,4 +92,5 @@ def abmp_orders(importance: torch.Tensor | None, bounds: list[tuple[int, int]], 
     return result
 
 
-__all__ = ["abmp_orders", "block_bounds", "build_importance_mask", "importance_matrix", "inverse_hessian_diagonal"]
+__all__ = ["abmp_orders", "block_bounds", "build_importance_mask", "check_statistics", "importance_matrix",
+           "inverse_hessian_diagonal"]

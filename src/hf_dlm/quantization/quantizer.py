@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..denoiser import denoise, get_mask_token_id
-from .calibration import CalibrationData, calibration_sequences, masked_calibration_simulation
+from .calibration import CalibrationData, calibration_sequences, check_token_ids, masked_calibration_simulation
 from .configuration import QuantDLLMConfig
 from .packed_linear import QuantDLLMLinear
 from .weight_quantizer import quantize_weight
@@ -110,6 +110,45 @@ def _move_outside(model: nn.Module, prefix: str, device: torch.device) -> None:
                 module._buffers[key] = buffer.to(device)
 
 
+def _vocabulary_size(model: nn.Module) -> int | None:
+    """The number of token ids the model knows: ``config.vocab_size`` (text config), else the input embeddings'
+    rows, else None."""
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
+    size = getattr(text_config, "vocab_size", None)
+    if isinstance(size, int) and size > 0:
+        return size
+    return _embedding_rows(model)
+
+
+def _embedding_rows(model: nn.Module) -> int | None:
+    getter = getattr(model, "get_input_embeddings", None)
+    try:
+        embeddings = getter() if getter is not None else None
+    except (NotImplementedError, AttributeError):
+        embeddings = None
+    return int(embeddings.num_embeddings) if isinstance(embeddings, nn.Embedding) else None
+
+
+def check_finite_parameters(model: nn.Module) -> None:
+    """Raise `ValueError` naming the module and parameter when a floating parameter holds NaN or inf (calibration
+    statistics and the weight fit would otherwise fail deep inside a Cholesky factorisation or give garbage)."""
+    bad = []
+    for name, param in model.named_parameters():
+        if not param.is_floating_point() or param.device.type == "meta":
+            continue
+        count = int((~torch.isfinite(param.detach())).sum())
+        if count:
+            bad.append((name, count, param.numel()))
+    if bad:
+        name, count, total = bad[0]
+        module_name, _, param_name = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        more = f" ({len(bad) - 1} more parameters too: {[b[0] for b in bad[1:4]]})" if len(bad) > 1 else ""
+        raise ValueError(f"parameter `{param_name}` of module `{module_name or '<root>'}` ({type(module).__name__}) "
+                         f"holds {count} NaN/inf values of {total}{more}; Quant-dLLM needs finite weights.")
+
+
 class QuantDLLMQuantizer:
     """Optimum-style entry point: ``QuantDLLMQuantizer(config).quantize_model(model, tokenizer, calibration_data)``.
 
@@ -130,20 +169,27 @@ class QuantDLLMQuantizer:
         if data is None:
             raise ValueError("Quant-dLLM with `use_dor` or ABMP needs calibration data: pass `calibration_data` or "
                              "set `QuantDLLMConfig.dataset`.")
-        if tokenizer is None and isinstance(config.tokenizer, str):
+        if tokenizer is None and isinstance(config.tokenizer, (str, os.PathLike)):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
+        elif tokenizer is None:
+            tokenizer = config.tokenizer  # a tokenizer object set on the config
         sequences = calibration_sequences(data, config.num_calibration_sequences, config.calibration_seq_len,
                                           tokenizer=tokenizer, seed=config.seed)
-        if not config.use_mcs:
-            return sequences
-        if config.mask_token_id is None:
+        if config.use_mcs and config.mask_token_id is None:
             try:
                 config.mask_token_id = get_mask_token_id(model)
             except ValueError as error:
                 raise ValueError("`use_mcs=True` needs a mask token: set `QuantDLLMConfig.mask_token_id` or use a "
                                  "model whose config has `mask_token_id` (or `use_mcs=False`).") from error
+        check_token_ids(sequences, _vocabulary_size(model))
+        if not config.use_mcs:
+            return sequences
+        rows = _embedding_rows(model)
+        if rows is not None and config.mask_token_id >= rows:
+            raise ValueError(f"`mask_token_id`={config.mask_token_id} is outside the model's {rows} input "
+                             "embeddings.")
         generator = torch.Generator().manual_seed(config.seed)
         return masked_calibration_simulation(sequences, config.mcs_timesteps, config.prefix_ratio,
                                              config.visibility, config.mask_token_id, generator)
@@ -162,13 +208,23 @@ class QuantDLLMQuantizer:
                 ``abmp_fraction=0``).
             device: where each block is quantized (default: where the model is). The blocks stay where they were
                 between their turns, so a model larger than the device fits.
+
+        Checked up front, each with a `ValueError` naming what is wrong: the config's fields (re-validated, so edits
+        after construction count), NaN/inf parameters (module and parameter named), ``modules_to_not_convert``
+        entries that match no module, a model with no ``nn.Linear`` left to quantize in its blocks, empty or
+        non-integer calibration data and token ids outside the vocabulary; during calibration, NaN/inf activations
+        or statistics (the layer named). Linears outside the transformer blocks (other than the embeddings and the
+        head) stay in full precision: they are added to ``modules_to_not_convert`` with a warning, so that the
+        saved checkpoint reloads.
         """
         config = self.config
+        self._check_model(model, device, show_progress)
         model_device = next(model.parameters()).device
         device = torch.device(device) if device is not None else model_device
         if config.modules_to_not_convert is None:
             config.modules_to_not_convert = default_modules_to_not_convert(model)
         prefix, blocks = find_blocks(model)
+        self._check_layers(model, prefix, blocks)
         was_training = model.training
         model.eval()
         self.block_reports = []
@@ -177,6 +233,14 @@ class QuantDLLMQuantizer:
             inputs = self.calibration_inputs(model, calibration_data, tokenizer)
             _move_outside(model, prefix, device)
             hidden, extras = self._capture_first_block_inputs(model, blocks, inputs.to(device))
+            if not hidden:
+                raise ValueError(f"the calibration forward never reached the first block `{prefix}.0`: no "
+                                 "calibration activations were captured.")
+            bad = sum(int((~torch.isfinite(h)).sum()) for h in hidden)
+            if bad:
+                raise ValueError(f"the calibration activations entering `{prefix}.0` hold {bad} NaN/inf values (the "
+                                 "calibration forward overflowed); quantize in float32 or check the calibration "
+                                 "inputs.")
         bar = tqdm(total=len(blocks), desc="Quant-dLLM blocks", disable=not show_progress)
         for index, block in enumerate(blocks):
             home = next(block.parameters()).device
@@ -188,7 +252,8 @@ class QuantDLLMQuantizer:
             linears = convertible_linears(block, config.modules_to_not_convert, prefix=f"{prefix}.{index}")
             statistics = self._statistics(block, linears, hidden, extras) if hidden is not None else {}
             for name, linear in linears:
-                result = quantize_weight(linear.weight.data, config, statistics.get(name), linear.bias)
+                result = quantize_weight(linear.weight.data, config, statistics.get(name), linear.bias,
+                                         name=f"{prefix}.{index}.{name}")
                 set_submodule(block, name, result.layer)
                 report.layers[name] = {"block_orders": result.block_orders, "objective_init": result.objective_init,
                                        "objective_final": result.objective_final,
@@ -211,6 +276,46 @@ class QuantDLLMQuantizer:
         logger.info("Quant-dLLM quantized %d blocks in %.1fs", len(blocks),
                     sum(r.seconds for r in self.block_reports))
         return model
+
+    def _check_model(self, model: nn.Module, device: Any, show_progress: Any) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        self.config.post_init()
+        if not isinstance(show_progress, bool):
+            raise TypeError(f"`show_progress` must be True or False, got {show_progress!r}.")
+        if device is not None:
+            if not isinstance(device, (str, torch.device)):
+                raise TypeError(f"`device` must be None, a string or a torch.device, got {type(device).__name__}.")
+            try:
+                torch.device(device)
+            except RuntimeError as error:
+                raise ValueError(f"`device` {device!r} is not a valid torch device: {error}") from None
+        if next(model.parameters(), None) is None:
+            raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to quantize.")
+        check_finite_parameters(model)
+        skip = self.config.modules_to_not_convert
+        if skip:
+            names = [name for name, _ in model.named_modules()]
+            unmatched = [entry for entry in skip if not any(n == entry or n.endswith("." + entry) for n in names)]
+            if unmatched:
+                raise ValueError(f"`modules_to_not_convert` entries {unmatched} match no module of "
+                                 f"{type(model).__name__}; give full module names or dotted suffixes of them.")
+
+    def _check_layers(self, model: nn.Module, prefix: str, blocks: nn.ModuleList) -> None:
+        """Refuse a model with nothing to quantize; keep linears outside the blocks dense, said and recorded."""
+        config = self.config
+        inside = sum(len(convertible_linears(block, config.modules_to_not_convert, prefix=f"{prefix}.{index}"))
+                     for index, block in enumerate(blocks))
+        if inside == 0:
+            raise ValueError(f"{type(model).__name__} has no quantizable layers: no nn.Linear inside its "
+                             f"{len(blocks)} transformer blocks `{prefix}` is left to convert (already quantized, "
+                             f"or all excluded by `modules_to_not_convert`={config.modules_to_not_convert}).")
+        outside = [name for name, _ in convertible_linears(model, config.modules_to_not_convert)
+                   if not (name == prefix or name.startswith(prefix + "."))]
+        if outside:
+            logger.warning("Quant-dLLM quantizes the linears of the transformer blocks `%s` only; %s stay in full "
+                           "precision and are added to `modules_to_not_convert`.", prefix, outside)
+            config.modules_to_not_convert = list(config.modules_to_not_convert) + outside
 
     def _capture_first_block_inputs(self, model: nn.Module, blocks: nn.ModuleList, inputs: torch.LongTensor
                                     ) -> tuple[list[torch.Tensor], list[tuple[tuple, dict]]]:
@@ -290,5 +395,5 @@ def replace_with_quant_dllm_linear(model: nn.Module, config: QuantDLLMConfig) ->
     return replaced
 
 
-__all__ = ["BlockReport", "QuantDLLMQuantizer", "default_modules_to_not_convert", "find_blocks",
-           "replace_with_quant_dllm_linear", "should_convert"]
+__all__ = ["BlockReport", "QuantDLLMQuantizer", "check_finite_parameters", "default_modules_to_not_convert",
+           "find_blocks", "replace_with_quant_dllm_linear", "should_convert"]

@@ -8,7 +8,7 @@ import torch
 
 from .configuration import QuantDLLMConfig
 from .daq import daq
-from .importance import abmp_orders, block_bounds, build_importance_mask, importance_matrix
+from .importance import abmp_orders, block_bounds, build_importance_mask, check_statistics, importance_matrix
 from .packed_linear import QuantDLLMLinear
 
 
@@ -25,13 +25,39 @@ class WeightQuantization:
     outlier_fraction: float
 
 
+def _non_finite(tensor: torch.Tensor) -> int:
+    return int((~torch.isfinite(tensor)).sum())
+
+
 def quantize_weight(weight: torch.Tensor, config: QuantDLLMConfig, statistics: torch.Tensor | None = None,
-                    bias: torch.Tensor | None = None) -> WeightQuantization:
+                    bias: torch.Tensor | None = None, name: str = "weight") -> WeightQuantization:
     """Quantize ``weight`` (out, in) with ``config``; ``statistics`` is S_MCS = Σ XᵀX (in, in), needed when
-    ``config.use_dor`` or ABMP is on. Computation in float32 on ``weight``'s device."""
+    ``config.use_dor`` or ABMP is on. Computation in float32 on ``weight``'s device.
+
+    Refuses up front, with a `ValueError` naming ``name`` (the layer, in messages): a weight that is not a 2-D
+    floating matrix or holds NaN/inf, statistics of the wrong shape or with NaN/inf, a bias that does not match
+    the output features or is not finite; a `TypeError` for a ``config`` that is not a `QuantDLLMConfig`."""
+    if not isinstance(config, QuantDLLMConfig):
+        raise TypeError(f"`config` must be a QuantDLLMConfig, got {type(config).__name__}.")
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or not weight.dtype.is_floating_point:
+        raise ValueError(f"`{name}` must be a 2-D floating-point (out, in) matrix, got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}"
+                         f"{' of dtype ' + str(weight.dtype) if isinstance(weight, torch.Tensor) else ''}.")
     out_features, in_features = weight.shape
+    if out_features == 0 or in_features == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(weight.shape)}): nothing to quantize.")
+    if _non_finite(weight):
+        raise ValueError(f"`{name}` holds {_non_finite(weight)} NaN/inf values of {weight.numel()}: Quant-dLLM needs "
+                         "finite weights.")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (out_features,)
+                             or _non_finite(bias)):
+        raise ValueError(f"the bias of `{name}` must be a finite vector of {out_features} values, got "
+                         f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}"
+                         f"{' with NaN/inf' if isinstance(bias, torch.Tensor) and _non_finite(bias) else ''}.")
     if config.needs_statistics and statistics is None:
         raise ValueError("`statistics` (S_MCS) is required when `use_dor` is on or `abmp_fraction` > 0.")
+    if statistics is not None:
+        check_statistics(statistics, in_features, name=f"statistics of {name}")
     w = weight.detach().to(torch.float32)
     importance = importance_matrix(w, statistics, config.damping) if statistics is not None else None
     mask = (build_importance_mask(importance, config.importance_factor, config.outlier_sigma)

@@ -10,6 +10,8 @@ Confidences get Gumbel noise scaled by a choice temperature annealed over the st
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +20,70 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 MASK_SCHEDULES = ("cosine", "linear", "arccos", "sqrt")
+
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
+
+
+def is_integer(value: object) -> bool:
+    """A Python or NumPy integer that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """A Python or NumPy real number that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_real(value: object, name: str, low: float | None = None, high: float | None = None,
+               low_open: bool = False, allowed: str | None = None) -> None:
+    """Raise `TypeError` unless ``value`` is a real number and `ValueError` unless it is finite and within
+    ``[low, high]`` (``(low, high]`` with ``low_open``); the message names ``name``, the value and what is allowed."""
+    if allowed is None:
+        lower = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        upper = "" if high is None else f"<= {high}"
+        allowed = "a finite number" + (f" {lower}" if lower else "") + (" and" if lower and upper else "") + \
+            (f" {upper}" if upper else "")
+    if not is_real(value):
+        raise TypeError(f"`{name}` must be {allowed}, got {value!r} of type {type(value).__name__}.")
+    number = float(value)
+    if not math.isfinite(number) or (low is not None and (number <= low if low_open else number < low)) \
+            or (high is not None and number > high):
+        raise ValueError(f"`{name}` must be {allowed}, got {value!r}.")
+
+
+def check_temperature(value: object, name: str = "temperature") -> None:
+    """A choice temperature: a finite number >= 0, or a ``(start, end)`` pair of them (annealed over the steps)."""
+    allowed = "a finite number >= 0 or a (start, end) pair of them"
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"`{name}` must be {allowed}, got a sequence of {len(value)} values {value!r}.")
+        for item in value:
+            if not is_real(item):
+                raise TypeError(f"`{name}` must be {allowed}, got {value!r}.")
+            if not math.isfinite(float(item)) or float(item) < 0:
+                raise ValueError(f"`{name}` must be {allowed}, got {value!r}.")
+        return
+    check_real(value, name, low=0.0, allowed=allowed)
+
+
+def check_generator(generator: object, batch_size: int, name: str = "generator") -> None:
+    """``None``, one ``torch.Generator``, or a list of exactly ``batch_size`` of them (one per image)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, (list, tuple)):
+        bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
+        if bad:
+            raise TypeError(f"`{name}` must be a torch.Generator or a list of them, got a list holding {bad}.")
+        if len(generator) != batch_size:
+            raise ValueError(f"`{name}` is a list of {len(generator)} generators, but the batch has {batch_size} "
+                             f"images: pass exactly one generator per image, or a single generator.")
+        return
+    raise TypeError(f"`{name}` must be None, a torch.Generator or a list of them, got {type(generator).__name__}.")
+
+
+def check_bool(value: object, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
 
 
 def mask_ratio_schedule(progress: torch.Tensor, schedule: str) -> torch.Tensor:
@@ -59,6 +125,12 @@ def random_mask(sample: torch.LongTensor, mask_ratio: torch.Tensor | float, mask
     return sample.masked_fill(mask, mask_token_id), mask
 
 
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
 @dataclass
 class MaskGITSchedulerOutput(BaseOutput):
     """``prev_sample``: the tokens for the next step (re-masked); ``pred_original_sample``: all masked tokens
@@ -83,18 +155,33 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
     @register_to_config
     def __init__(self, mask_token_id: int, masking_schedule: str = "cosine",
                  choice_temperature: float | tuple[float, float] = (2.0, 0.0)) -> None:
+        if not is_integer(mask_token_id) or mask_token_id < 0:
+            raise ValueError(f"`mask_token_id` must be an integer >= 0, got {mask_token_id!r}.")
         if masking_schedule not in MASK_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASK_SCHEDULES}, got {masking_schedule!r}.")
+        check_temperature(choice_temperature, "choice_temperature")
         self.timesteps: torch.Tensor | None = None
         self.temperatures: torch.Tensor | None = None
 
     def set_timesteps(self, num_inference_steps: int,
                       temperature: float | tuple[float, float] | list[float] | None = None,
                       device: str | torch.device | None = None) -> None:
-        """Timesteps ``num_inference_steps − 1 … 0`` and the per-step choice temperatures."""
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        """Timesteps ``num_inference_steps − 1 … 0`` and the per-step choice temperatures.
+
+        ``temperature``: a finite number >= 0 (annealed linearly to 0.01) or a ``(start, end)`` pair; None uses the
+        config's ``choice_temperature``. Raises `TypeError`/`ValueError` naming the argument otherwise."""
+        if not is_integer(num_inference_steps) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}.")
+        num_inference_steps = int(num_inference_steps)
         temperature = self.config.choice_temperature if temperature is None else temperature
+        check_temperature(temperature, "temperature")
+        if device is not None:
+            if not isinstance(device, (str, torch.device)):
+                raise TypeError(f"`device` must be None, a string or a torch.device, got {type(device).__name__}.")
+            try:
+                device = torch.device(device)
+            except RuntimeError as error:
+                raise ValueError(f"`device` {device!r} is not a valid torch device: {error}") from None
         self.timesteps = torch.arange(num_inference_steps, device=device).flip(0)
         if isinstance(temperature, (tuple, list)):
             self.temperatures = torch.linspace(temperature[0], temperature[1], num_inference_steps, device=device)
@@ -104,6 +191,14 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
     def _step_index(self, timestep: int | torch.Tensor) -> torch.Tensor:
         if self.timesteps is None:
             raise ValueError("call `set_timesteps` before `step` or `add_noise`.")
+        if isinstance(timestep, torch.Tensor):
+            if timestep.numel() != 1 or timestep.dtype.is_floating_point or timestep.dtype.is_complex \
+                    or timestep.dtype == torch.bool:
+                raise TypeError(f"`timestep` must be one integer timestep (an int or a one-element integer tensor), "
+                                f"got a {timestep.dtype} tensor of shape {tuple(timestep.shape)}.")
+            timestep = timestep.reshape(()).to(self.timesteps.device)
+        elif not is_integer(timestep):
+            raise TypeError(f"`timestep` must be one integer timestep from `scheduler.timesteps`, got {timestep!r}.")
         index = (self.timesteps == timestep).nonzero()
         if index.numel() == 0:
             raise ValueError(f"`timestep` {timestep} is not one of the scheduled timesteps {self.timesteps.tolist()}.")
@@ -115,7 +210,7 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
         return mask_ratio_schedule((index + 1) / len(self.timesteps), self.config.masking_schedule)
 
     def step(self, model_output: torch.Tensor, timestep: int | torch.Tensor, sample: torch.LongTensor,
-             starting_mask_ratio: float = 1.0, generator: torch.Generator | None = None,
+             starting_mask_ratio: float = 1.0, generator: GeneratorArg = None,
              return_dict: bool = True) -> MaskGITSchedulerOutput | tuple:
         """One decoding step.
 
@@ -124,8 +219,23 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
             timestep: the current timestep from ``self.timesteps``.
             sample: current tokens, (batch, length) or (batch, height, width), masked positions = ``mask_token_id``.
             starting_mask_ratio: scales γ (for image editing, where decoding starts partly unmasked).
-            generator: for the token samples and the Gumbel noise.
+            generator: for the token samples and the Gumbel noise: one ``torch.Generator``, or a list of one per
+                row of the batch (each row is then stepped with its own generator, exactly as it would be alone).
+
+        Raises `TypeError`/`ValueError` naming the argument for a non-float ``model_output``, a non-integer
+        ``sample``, mismatched shapes, ids outside the codebook and the mask id, an unscheduled ``timestep``, a
+        ``starting_mask_ratio`` outside [0, 1] or a generator list of the wrong length; and `ValueError` when
+        ``model_output`` holds NaN or +inf logits (or a row of all −inf): those never become tokens.
         """
+        self._check_step_inputs(model_output, timestep, sample, starting_mask_ratio, generator, return_dict)
+        if isinstance(generator, (list, tuple)):
+            rows = [self.step(model_output[i: i + 1], timestep, sample[i: i + 1], starting_mask_ratio, g,
+                              return_dict=False) for i, g in enumerate(generator)]
+            prev_sample = torch.cat([row[0] for row in rows])
+            pred_original = torch.cat([row[1] for row in rows])
+            if not return_dict:
+                return prev_sample, pred_original
+            return MaskGITSchedulerOutput(prev_sample, pred_original)
         two_dim = sample.ndim == 3 and model_output.ndim == 4
         if two_dim:
             batch, codebook, height, width = model_output.shape
@@ -133,6 +243,11 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
             model_output = model_output.reshape(batch, codebook, height * width).permute(0, 2, 1)
         unknown = sample == self.config.mask_token_id
         probs = model_output.softmax(dim=-1)
+        finite = torch.isfinite(probs).all(dim=-1)
+        if not finite.all():
+            raise ValueError(f"`model_output` holds NaN or +inf logits (or rows of all -inf) at {int((~finite).sum())} "
+                             f"of {finite.numel()} positions; the transformer produced non-finite values, and they "
+                             "are never sampled as tokens.")
         device = probs.device
         flat = probs.to(generator.device) if generator is not None else probs
         if flat.device.type == "cpu" and flat.dtype != torch.float32:
@@ -162,10 +277,51 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
         return MaskGITSchedulerOutput(prev_sample, pred_original)
 
     def add_noise(self, sample: torch.LongTensor, timesteps: int | torch.Tensor,
-                  generator: torch.Generator | None = None) -> torch.LongTensor:
-        """Mask each token with probability γ at ``timesteps`` (one of ``self.timesteps``), as aMUSEd does."""
-        return random_mask(sample, self.mask_ratio(timesteps), self.config.mask_token_id, generator)[0]
+                  generator: GeneratorArg = None) -> torch.LongTensor:
+        """Mask each token with probability γ at ``timesteps`` (one of ``self.timesteps``), as aMUSEd does.
+
+        ``generator``: one ``torch.Generator`` or a list of one per row of ``sample``."""
+        if not isinstance(sample, torch.Tensor) or sample.dtype.is_floating_point or sample.dtype.is_complex \
+                or sample.dtype == torch.bool or sample.ndim < 2:
+            raise TypeError("`sample` must be an integer token tensor of shape (batch, length) or (batch, height, "
+                            f"width), got {_describe(sample)}.")
+        if (sample < 0).any():
+            raise ValueError(f"`sample` holds negative token ids {sample[sample < 0].unique()[:5].tolist()}.")
+        ratio = self.mask_ratio(timesteps)
+        check_generator(generator, sample.shape[0])
+        if isinstance(generator, (list, tuple)):
+            return torch.cat([random_mask(sample[i: i + 1], ratio, self.config.mask_token_id, g)[0]
+                              for i, g in enumerate(generator)])
+        return random_mask(sample, ratio, self.config.mask_token_id, generator)[0]
+
+    def _check_step_inputs(self, model_output: object, timestep: object, sample: object,
+                           starting_mask_ratio: object, generator: object, return_dict: object) -> None:
+        if not isinstance(model_output, torch.Tensor) or not model_output.dtype.is_floating_point:
+            raise TypeError(f"`model_output` must be a floating-point tensor of logits, got {_describe(model_output)}.")
+        if not isinstance(sample, torch.Tensor) or sample.dtype.is_floating_point or sample.dtype.is_complex \
+                or sample.dtype == torch.bool:
+            raise TypeError(f"`sample` must be an integer token tensor, got {_describe(sample)}.")
+        if sample.ndim == 2 and model_output.ndim == 3 and tuple(model_output.shape[:2]) == tuple(sample.shape):
+            codebook = model_output.shape[-1]
+        elif sample.ndim == 3 and model_output.ndim == 4 and model_output.shape[0] == sample.shape[0] \
+                and tuple(model_output.shape[2:]) == tuple(sample.shape[1:]):
+            codebook = model_output.shape[1]
+        else:
+            raise ValueError("`model_output` and `sample` must be (batch, length, codebook) and (batch, length), or "
+                             "(batch, codebook, height, width) and (batch, height, width); got "
+                             f"{tuple(model_output.shape)} and {tuple(sample.shape)}.")
+        if codebook < 1 or sample.shape[0] < 1:
+            raise ValueError(f"`model_output` {tuple(model_output.shape)} has an empty batch or codebook.")
+        mask_id = self.config.mask_token_id
+        valid = (sample == mask_id) | ((sample >= 0) & (sample < codebook))
+        if not valid.all():
+            raise ValueError(f"`sample` holds ids {sample[~valid].unique()[:5].tolist()} outside the codebook "
+                             f"[0, {codebook - 1}] and the mask id {mask_id}.")
+        self._step_index(timestep)
+        check_real(starting_mask_ratio, "starting_mask_ratio", low=0.0, high=1.0)
+        check_generator(generator, sample.shape[0])
+        check_bool(return_dict, "return_dict")
 
 
-__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "mask_ratio_schedule", "random_mask",
-           "remask_least_confident"]
+__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "check_generator", "check_real",
+           "check_temperature", "is_integer", "is_real", "mask_ratio_schedule", "random_mask", "remask_least_confident"]
