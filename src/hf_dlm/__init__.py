@@ -1,64 +1,100 @@
 """hf-dlm: masked (discrete) diffusion models in the Hugging Face stack.
 
-``import hf_dlm`` registers our configurations and models with transformers' Auto classes.
+``import hf_dlm`` registers our configurations and models with transformers' Auto classes, the Quant-dLLM quantizer,
+the ``text-to-image`` task and our diffusers components (see ``hf_dlm._registration``: each entry is written as soon
+as its registry exists in the process). The public names below are imported on first access (PEP 562), so
+``import hf_dlm`` itself imports neither torch nor transformers nor diffusers: ``from hf_dlm import X`` works for every
+name in ``__all__`` and imports what ``X`` needs.
 """
 
-from ._registration import register as _register
-from .denoiser import denoise, get_mask_token_id
-from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
-from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutput, logit_fm_generate
-from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM, LogitFMConfig,
-                     LogitFMModel, MaskedImageTransformer)
-from .modules import NgramEmbedding, NgramEmbeddingConfig, NgramIdCache
-from .multimodal import (ImageSpanLogitsProcessor, ImageTextCollator, ImageTokenMap, ModalitySplitTrainer,
-                         ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment, forgetting_probe)
-from .pipelines import AutoregressiveImagePipeline, MaskedImagePipeline
-from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
-from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
-from .training.logit_fm import LogitFMTrainer, LogitFMTrainingArguments
-from .schedulers import MaskGITScheduler  # imported here so diffusers finds it when loading saved pipelines
+from __future__ import annotations
 
-_register()
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._registration import register as _register
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AutoregressiveImagePipeline",
-    "ConditionDataset",
-    "DiMOConfig",
-    "DiMOTrainer",
-    "DreamConfig",
-    "DreamForMaskedLM",
-    "DreamModel",
-    "ImageSpanLogitsProcessor",
-    "ImageTextCollator",
-    "ImageTokenMap",
-    "LLaDAConfig",
-    "LLaDAModel",
-    "LLaDAModelLM",
-    "LogitFMConfig",
-    "LogitFMGenerationConfig",
-    "LogitFMGenerationOutput",
-    "LogitFMModel",
-    "LogitFMTrainer",
-    "LogitFMTrainingArguments",
-    "MaskedDiffusionGenerationConfig",
-    "MaskGITScheduler",
-    "MaskedImagePipeline",
-    "MaskedImageTransformer",
-    "ModalitySplitTrainer",
-    "ModalitySplitTrainingArguments",
-    "NgramEmbedding",
-    "NgramEmbeddingConfig",
-    "NgramIdCache",
-    "QuantDLLMConfig",
-    "QuantDLLMLinear",
-    "QuantDLLMQuantizer",
-    "MaskedDiffusionGenerationOutput",
-    "add_image_tokens",
-    "contrastive_alignment",
-    "denoise",
-    "forgetting_probe",
-    "get_mask_token_id",
-    "logit_fm_generate",
-]
+# public name → module that defines it (imported on first access: start-up time)
+_EXPORTS: dict[str, str] = {
+    "AutoregressiveImagePipeline": ".pipelines",
+    "ConditionDataset": ".training.dimo",
+    "DiMOConfig": ".training.dimo",
+    "DiMOTrainer": ".training.dimo",
+    "DreamConfig": ".models.dream.configuration_dream",
+    "DreamForMaskedLM": ".models.dream.modeling_dream",
+    "DreamModel": ".models.dream.modeling_dream",
+    "ImageSpanLogitsProcessor": ".multimodal",
+    "ImageTextCollator": ".multimodal",
+    "ImageTokenMap": ".multimodal",
+    "LLaDAConfig": ".models.llada.configuration_llada",
+    "LLaDAModel": ".models.llada.modeling_llada",
+    "LLaDAModelLM": ".models.llada.modeling_llada",
+    "LogitFMConfig": ".models.logit_fm.configuration_logit_fm",
+    "LogitFMGenerationConfig": ".generation.logit_fm",
+    "LogitFMGenerationOutput": ".generation.logit_fm",
+    "LogitFMModel": ".models.logit_fm.modeling_logit_fm",
+    "LogitFMTrainer": ".training.logit_fm",
+    "LogitFMTrainingArguments": ".training.logit_fm",
+    "MaskedDiffusionGenerationConfig": ".generation",
+    "MaskGITScheduler": ".schedulers",
+    "MaskedImagePipeline": ".pipelines",
+    "MaskedImageTransformer": ".models.masked_image",
+    "ModalitySplitTrainer": ".multimodal",
+    "ModalitySplitTrainingArguments": ".multimodal",
+    "NgramEmbedding": ".modules",
+    "NgramEmbeddingConfig": ".modules",
+    "NgramIdCache": ".modules",
+    "QuantDLLMConfig": ".quantization",
+    "QuantDLLMLinear": ".quantization",
+    "QuantDLLMQuantizer": ".quantization",
+    "MaskedDiffusionGenerationOutput": ".generation",
+    "add_image_tokens": ".multimodal",
+    "contrastive_alignment": ".multimodal",
+    "denoise": ".denoiser",
+    "forgetting_probe": ".multimodal",
+    "get_mask_token_id": ".denoiser",
+    "logit_fm_generate": ".generation.logit_fm",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: import a public name's module on first access (then the name is a plain module attribute)."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("__"):
+        try:  # a subpackage used as an attribute (`hf_dlm.pipelines`) without importing it first
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # the names above, for type checkers and IDEs
+    from .denoiser import denoise, get_mask_token_id
+    from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
+    from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutput, logit_fm_generate
+    from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
+                         LogitFMConfig, LogitFMModel, MaskedImageTransformer)
+    from .modules import NgramEmbedding, NgramEmbeddingConfig, NgramIdCache
+    from .multimodal import (ImageSpanLogitsProcessor, ImageTextCollator, ImageTokenMap, ModalitySplitTrainer,
+                             ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment,
+                             forgetting_probe)
+    from .pipelines import AutoregressiveImagePipeline, MaskedImagePipeline
+    from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
+    from .schedulers import MaskGITScheduler
+    from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
+    from .training.logit_fm import LogitFMTrainer, LogitFMTrainingArguments
+
+_register()

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
-import torch
-
+from ._errors import CLIError
 from ._parsing import add_verb
 
 EXAMPLES = """examples:
@@ -38,79 +38,138 @@ config file (JSON):
 KEYS = ("teacher", "conditions", "dimo", "output")
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Any) -> None:
     parser = add_verb(commands, "distill", help="distill a teacher into a one-step generator with Di[M]O",
-                                 description="Run Di[M]O (DiMOTrainer) on a saved teacher as a JSON config file "
-                                 "describes, then save the one-step generator.\n\n" + EXAMPLES)
+                      description="Run Di[M]O (DiMOTrainer) on a saved teacher as a JSON config file describes, then "
+                      "save the one-step generator.\n\n" + EXAMPLES)
     parser.add_argument("config", help="JSON file with `teacher`, `conditions` and `dimo` (DiMOConfig fields)")
     parser.add_argument("--output", default=None, help="where the generator goes (default: <output_dir>/generator)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, check=check)
 
 
-def _conditions(spec: dict, tokenizer, image: bool, pipe=None):
-    from ..training.dimo import ConditionDataset
-
+def _check_conditions(spec: Any, image: bool) -> None:
+    """The shape of `conditions`, before the teacher is loaded (its tokenizer is checked once it is)."""
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise ValueError(f"`conditions` must be an object with one key, got {spec!r}.")
+        raise CLIError(f"`conditions` must be an object with one key, got {spec!r}.")
     (kind, value), = spec.items()
     allowed = ("class_labels", "captions") if image else ("prompts", "unconditional")
     if kind not in allowed:
-        raise ValueError(f"`conditions` for a {'pipeline' if image else 'text'} teacher must be one of {allowed}, "
-                         f"got {kind!r}.")
+        raise CLIError(f"`conditions` for a {'pipeline' if image else 'text'} teacher must be one of {allowed}, "
+                       f"got {kind!r}.")
+    if kind == "unconditional":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CLIError(f"`conditions.unconditional` must be a number of samples >= 1, got {value!r}.")
+        return
+    if not isinstance(value, list) or not value:
+        raise CLIError(f"`conditions.{kind}` must be a non-empty list, got {value!r}.")
+    if kind == "class_labels":
+        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise CLIError(f"`conditions.class_labels` must be integers >= 0, got {bad[0]!r}.")
+    else:
+        bad = [v for v in value if not isinstance(v, str) or not v.strip()]
+        if bad:
+            raise CLIError(f"`conditions.{kind}` must be non-empty strings, got {bad[0]!r}.")
+
+
+def _conditions(spec: dict, tokenizer: Any, image: bool, pipe: Any = None) -> Any:
+    from ..training.dimo import ConditionDataset
+
+    (kind, value), = spec.items()
     if kind == "unconditional":
         if tokenizer is None or tokenizer.bos_token_id is None:
-            raise ValueError("`conditions.unconditional` needs a teacher tokenizer with a BOS token.")
+            raise CLIError("`conditions.unconditional` needs a teacher tokenizer with a BOS token.")
         return ConditionDataset.unconditional(tokenizer.bos_token_id, int(value))
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"`conditions.{kind}` must be a non-empty list, got {value!r}.")
     if kind == "class_labels":
+        num_classes = getattr(pipe, "num_classes", None) or 0
+        if num_classes <= 0:
+            raise CLIError("`conditions.class_labels` needs a class-conditional teacher; this one is text-conditional "
+                           "(use `captions`).")
+        outside = [label for label in value if label >= num_classes]
+        if outside:
+            raise CLIError(f"`conditions.class_labels`: {outside[0]} is outside the teacher's classes (0 to "
+                           f"{num_classes - 1}).")
         return ConditionDataset.from_labels(value)
     if kind == "captions":
         return ConditionDataset.from_captions(_tokenize_captions(pipe, value))
     if tokenizer is None:
-        raise ValueError("`conditions.prompts` needs the teacher's tokenizer, and the teacher has none.")
+        raise CLIError("`conditions.prompts` needs the teacher's tokenizer, and the teacher has none.")
     return ConditionDataset.from_prompts([tokenizer(p).input_ids for p in value])
 
 
-def _tokenize_captions(pipe, captions: list[str]) -> torch.Tensor:
+def _tokenize_captions(pipe: Any, captions: list[str]) -> Any:
     if pipe.tokenizer is None:
-        raise ValueError("`conditions.captions` needs a text-conditional pipeline (with a tokenizer).")
+        raise CLIError("`conditions.captions` needs a text-conditional pipeline (with a tokenizer).")
     return pipe.tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt",
                           max_length=pipe.tokenizer.model_max_length).input_ids
 
 
-def run(args: argparse.Namespace) -> int:
-    from transformers import HfArgumentParser
-
-    from .._io import save_atomically
-    from ..hub.cards import looks_like_hub_id, set_card_metadata
-    from ..pipelines import MaskedImagePipeline
-    from ..training.dimo import DiMOConfig, DiMOTrainer
-    from ._loading import load_pipeline, load_text_model, read_json
+def check(args: argparse.Namespace) -> None:
+    """The config file, its keys and types, the teacher's path and the output, before anything is loaded."""
+    from ._loading import check_output_folder, check_saved, read_json
 
     spec = read_json(args.config, "`config`")
     unknown = sorted(set(spec) - set(KEYS))
     missing = [key for key in ("teacher", "conditions", "dimo") if key not in spec]
     if unknown or missing:
-        raise ValueError(f"`config` {args.config!r}: unknown keys {unknown}, missing keys {missing}; "
-                         f"allowed: {list(KEYS)}.")
+        raise CLIError(f"`config` {args.config!r}: unknown keys {unknown}, missing keys {missing}; "
+                       f"allowed: {list(KEYS)}.")
+    if not isinstance(spec["teacher"], str) or not spec["teacher"].strip():
+        raise CLIError(f"`teacher` must be a folder or hub id (a string), got {spec['teacher']!r}.")
     if not isinstance(spec["dimo"], dict) or "output_dir" not in spec["dimo"]:
-        raise ValueError("`dimo` must be an object of DiMOConfig fields including `output_dir`.")
-    (dimo_args,) = HfArgumentParser(DiMOConfig).parse_dict(spec["dimo"])
+        raise CLIError("`dimo` must be an object of DiMOConfig fields including `output_dir`.")
+    if not isinstance(spec["dimo"]["output_dir"], str) or not spec["dimo"]["output_dir"].strip():
+        raise CLIError(f"`dimo.output_dir` must be a folder path, got {spec['dimo']['output_dir']!r}.")
+    output = spec.get("output")
+    if output is not None and (not isinstance(output, str) or not output.strip()):
+        raise CLIError(f"`output` must be a folder path, got {output!r}.")
+    teacher = check_saved(spec["teacher"], "`teacher`")
+    image = os.path.isdir(teacher) and os.path.isfile(os.path.join(teacher, "model_index.json"))
+    _check_conditions(spec["conditions"], image)
+    check_output_folder(spec["dimo"]["output_dir"], "`dimo.output_dir`")
+    output = output or args.output
+    if output is not None:
+        check_output_folder(output, "`output`" if spec.get("output") else "`--output`")
+    args.spec, args.image = spec, image
+
+
+def _dimo_arguments(values: dict) -> Any:
+    """DiMOConfig from the `dimo` object: field names and JSON types checked first, then the class's own checks."""
+    from transformers import HfArgumentParser
+
+    from ..training.dimo import DiMOConfig
+    from ._loading import check_dataclass_values
+
+    check_dataclass_values(values, DiMOConfig, "dimo")
+    try:
+        (dimo_args,) = HfArgumentParser(DiMOConfig).parse_dict(values)
+    except (TypeError, ValueError) as error:
+        raise CLIError(f"`dimo`: {error}") from error
+    return dimo_args
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._io import save_atomically
+    from ..hub.cards import looks_like_hub_id, set_card_metadata
+    from ..pipelines import MaskedImagePipeline
+    from ..training.dimo import DiMOTrainer
+    from ._loading import load_pipeline, load_text_model
+
+    spec, image = args.spec, args.image
+    dimo_args = _dimo_arguments(spec["dimo"])
     teacher_name = spec["teacher"]
-    image = os.path.isfile(os.path.join(teacher_name, "model_index.json")) if os.path.isdir(teacher_name) else False
     extra: dict = {}
     if image:
-        pipe = load_pipeline(teacher_name)
+        pipe = load_pipeline(teacher_name, "`teacher`")
         if not isinstance(pipe, MaskedImagePipeline):
-            raise ValueError(f"`teacher` {teacher_name!r} is a {type(pipe).__name__}; Di[M]O distills masked "
-                             "models (a MaskedImagePipeline).")
+            raise CLIError(f"`teacher` {teacher_name!r} is a {type(pipe).__name__}; Di[M]O distills masked "
+                           "models (a MaskedImagePipeline).")
         teacher, tokenizer = pipe.transformer, None
         train = _conditions(spec["conditions"], None, True, pipe)
         if pipe.text_encoder is not None:
             extra = {"text_encoder": pipe.text_encoder, "null_text_input_ids": _tokenize_captions(pipe, [""])}
     else:
-        teacher, tokenizer = load_text_model(teacher_name)
+        teacher, tokenizer = load_text_model(teacher_name, "`teacher`")
         train = _conditions(spec["conditions"], tokenizer, False)
     trainer = DiMOTrainer(teacher, dimo_args, train_dataset=train, processing_class=tokenizer, **extra)
     trainer.train()

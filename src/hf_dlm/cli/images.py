@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from typing import Any
 
-import torch
-
-from ._parsing import SAVED, add_verb
+from ._errors import CLIError
+from ._parsing import SAVED, add_verb, non_empty, non_negative_float, non_negative_int, positive_int, seed
 
 EXAMPLES = """examples:
   hf-dlm generate-image outputs/demo-digits --prompt "a handwritten seven" --steps 4 --output seven.png
@@ -17,54 +18,75 @@ EXAMPLES = """examples:
   hf-dlm generate-image outputs/ar-digits --prompt "a seven" --guidance-scale 2 --output ar.png"""
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Any) -> None:
     parser = add_verb(commands, "generate-image", help="generate images with a saved pipeline (folder or hub id)",
-                                 description="Generate images with an hf-dlm image pipeline and write PNG files "
-                                 "(one per image: OUTPUT, or OUTPUT-<i>.png for several).\n\n" + EXAMPLES)
+                      description="Generate images with an hf-dlm image pipeline and write PNG files (one per image: "
+                      "OUTPUT, or OUTPUT-<i>.png for several).\n\n" + EXAMPLES)
     parser.add_argument("pipeline", help=SAVED)
-    parser.add_argument("--prompt", action="append", default=None, help="a caption (repeat for a batch)")
-    parser.add_argument("--class-label", action="append", type=int, default=None,
+    parser.add_argument("--prompt", action="append", default=None, type=non_empty,
+                        help="a caption (repeat for a batch)")
+    parser.add_argument("--class-label", action="append", type=non_negative_int, default=None,
                         help="a class label for class-conditional pipelines (repeat for a batch)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="decoding steps (masked pipelines; default 12, or 1 for a Di[M]O generator)")
-    parser.add_argument("--guidance-scale", type=float, default=None,
+    parser.add_argument("--guidance-scale", type=non_negative_float, default=None,
                         help="classifier-free guidance scale (default 10, or 1 for a Di[M]O generator)")
-    parser.add_argument("--num-images", type=int, default=1, help="images per prompt or label")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-images", type=positive_int, default=1, help="images per prompt or label")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--output", default="image.png", help="PNG path (default: image.png)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, check=check)
 
 
 def _output_paths(output: str, count: int) -> list[str]:
-    if not output.lower().endswith(".png"):
-        raise ValueError(f"`--output` must be a .png path, got {output!r}.")
     if count == 1:
         return [output]
     stem = output[:-4]
     return [f"{stem}-{i}.png" for i in range(count)]
 
 
+def check(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the pipeline is loaded."""
+    from ._loading import PIPELINE_FILES, check_output_file, check_saved
+
+    if (args.prompt is None) == (args.class_label is None):
+        raise CLIError("give `--prompt` (text-conditional) or `--class-label` (class-conditional), one of them.")
+    check_output_file(args.output, "`--output`", suffix=".png")
+    check_saved(args.pipeline, "`pipeline`", files=PIPELINE_FILES)
+
+
+def _check_labels(labels: list[int], pipe: Any) -> None:
+    num_classes = getattr(pipe, "num_classes", None) or 0
+    if num_classes <= 0:
+        raise CLIError("`--class-label` needs a class-conditional pipeline; this one takes `--prompt`.")
+    outside = [label for label in labels if label >= num_classes]
+    if outside:
+        raise CLIError(f"`--class-label` {outside[0]} is outside the pipeline's classes (0 to {num_classes - 1}).")
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..pipelines import AutoregressiveImagePipeline
     from ._loading import load_pipeline
 
-    if (args.prompt is None) == (args.class_label is None):
-        raise ValueError("give `--prompt` (text-conditional) or `--class-label` (class-conditional), one of them.")
-    if args.num_images < 1:
-        raise ValueError(f"`--num-images` must be >= 1, got {args.num_images}.")
     pipe = load_pipeline(args.pipeline)
+    pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
     generator = torch.Generator().manual_seed(args.seed)
-    kwargs = {"num_images_per_prompt": args.num_images, "generator": generator}
+    kwargs: dict[str, Any] = {"num_images_per_prompt": args.num_images, "generator": generator}
     if args.guidance_scale is not None:
         kwargs["guidance_scale"] = args.guidance_scale
     if isinstance(pipe, AutoregressiveImagePipeline):
         if args.class_label is not None or args.steps is not None:
-            raise ValueError("an autoregressive pipeline takes `--prompt` and no `--class-label` / `--steps`.")
+            raise CLIError("an autoregressive pipeline takes `--prompt` and no `--class-label` / `--steps`.")
         images = pipe(prompt=args.prompt, **kwargs).images
     else:
         if args.steps is not None:
             kwargs["num_inference_steps"] = args.steps
-        condition = {"prompt": args.prompt} if args.prompt is not None else {"class_labels": args.class_label}
+        if args.class_label is not None:
+            _check_labels(args.class_label, pipe)
+            condition = {"class_labels": args.class_label}
+        else:
+            condition = {"prompt": args.prompt}
         images = pipe(**condition, **kwargs).images
     paths = _output_paths(args.output, len(images))
     for image, path in zip(images, paths):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from ._parsing import SAVED, add_verb
+from ._errors import CLIError
+from ._parsing import SAVED, add_verb, fraction, non_negative_int, positive_int, seed
 
 EXAMPLES = """examples:
   hf-dlm quantize outputs/demo outputs/demo-2bit --calibration corpus.txt
@@ -12,17 +14,17 @@ EXAMPLES = """examples:
   hf-dlm quantize outputs/demo outputs/demo-2bit --config quant.json --block-size 32   # flags override the file
   hf-dlm quantize outputs/demo outputs/demo-sign --abmp-fraction 0 --no-dor            # no statistics needed"""
 
-# flag → QuantDLLMConfig field
-FIELDS = {"bits": int, "block_size": int, "abmp_fraction": float, "rsr_iterations": int,
-          "num_calibration_sequences": int, "calibration_seq_len": int, "mcs_timesteps": int,
-          "calibration_batch_size": int, "seed": int}
+# flag → argparse type checking its range (QuantDLLMConfig checks the rest)
+FIELDS = {"bits": positive_int, "block_size": positive_int, "abmp_fraction": fraction,
+          "rsr_iterations": non_negative_int, "num_calibration_sequences": positive_int,
+          "calibration_seq_len": positive_int, "mcs_timesteps": positive_int, "calibration_batch_size": positive_int,
+          "seed": seed}
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Any) -> None:
     parser = add_verb(commands, "quantize", help="quantize a saved diffusion LM with Quant-dLLM (2-bit)",
-                                 description="Quantize an hf-dlm diffusion LM with Quant-dLLM (MCS calibration, DAQ, "
-                                 "ABMP) and save it with its tokenizer and card; reload it with from_pretrained.\n\n"
-                                 + EXAMPLES)
+                      description="Quantize an hf-dlm diffusion LM with Quant-dLLM (MCS calibration, DAQ, ABMP) and "
+                      "save it with its tokenizer and card; reload it with from_pretrained.\n\n" + EXAMPLES)
     parser.add_argument("model", help=SAVED)
     parser.add_argument("output", help="folder to write the quantized checkpoint to")
     parser.add_argument("--calibration", default=None, help="UTF-8 text file of calibration text (one document "
@@ -32,18 +34,28 @@ def add_parser(commands) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--no-dor", action="store_true", help="turn off the data-aware importance mask")
     parser.add_argument("--no-mcs", action="store_true", help="calibrate on unmasked sequences")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, check=check)
+
+
+def check(args: argparse.Namespace) -> None:
+    """Files, output folder and model path, before anything is loaded (the config itself is checked in `run`,
+    before the model is loaded)."""
+    from ._loading import MODEL_FILES, check_file, check_output_folder, check_saved, read_json
+
+    args.values = read_json(args.config, "`--config`") if args.config else {}
+    if args.calibration is not None:
+        check_file(args.calibration, "`--calibration`")
+    check_output_folder(args.output, "`output`")
+    check_saved(args.model, "`model`", files=MODEL_FILES)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from .._io import save_atomically
     from ..hub.cards import looks_like_hub_id, set_card_metadata
     from ..quantization import QuantDLLMConfig, QuantDLLMQuantizer, quantization_report
-    from ._loading import load_text_model, read_json
+    from ._loading import load_text_model
 
-    values = read_json(args.config, "`--config`") if args.config else {}
+    values = dict(args.values)
     values.update({name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None})
     if args.no_dor:
         values["use_dor"] = False
@@ -51,12 +63,8 @@ def run(args: argparse.Namespace) -> int:
         values["use_mcs"] = False
     try:
         config = QuantDLLMConfig(**values)
-    except TypeError as error:
-        raise ValueError(f"`--config`: {error}") from None
-    if args.calibration is not None and not os.path.isfile(args.calibration):
-        raise FileNotFoundError(f"`--calibration` {args.calibration!r} does not exist.")
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise ValueError(f"`output` {args.output!r} exists and is not a folder.")
+    except (TypeError, ValueError) as error:
+        raise CLIError(f"`--config`: {error}" if args.config else str(error)) from error
     model, tokenizer = load_text_model(args.model)
     QuantDLLMQuantizer(config).quantize_model(model, tokenizer=tokenizer, calibration_data=args.calibration)
     if looks_like_hub_id(args.model):
