@@ -59,6 +59,35 @@ def tiny_quantized_llada() -> LLaDAModelLM:
     return model
 
 
+class CallCounter:
+    """Counts the forward calls of a model (its denoiser passes)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *args):
+        self.calls += 1
+
+
+def save_oracle_llada(path):
+    """A tiny LLaDA with the oracle language's tokenizer and saved sampler settings (6 tokens, blocks of 3), saved
+    with the tokenizer to ``path``; returns the tokenizer."""
+    from hf_dlm import MaskedDiffusionGenerationConfig
+    from hf_dlm.evaluation.oracle import OracleLanguage
+
+    tok = OracleLanguage().tokenizer()
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config(vocab_size=len(tok), embedding_size=len(tok), n_kv_heads=4,
+                                           mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
+                                           eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+    model.generation_config = MaskedDiffusionGenerationConfig(max_new_tokens=6, steps=6, block_length=3,
+                                                              suppress_tokens=tok.all_special_ids)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return tok
+
+
 def run_torchrun(script_name: str, *args: str, timeout: int = 150, attempts: int = 2):
     """Run ``tests/scripts/<script_name>`` under ``torchrun --nproc_per_node 2`` on a free local port; fails the test
     with the processes' output when it does not exit 0.

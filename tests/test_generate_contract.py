@@ -5,22 +5,13 @@ import logging
 
 import pytest
 import torch
+from conftest import CallCounter
 from transformers import LogitsProcessorList, StoppingCriteriaList, pipeline
 from transformers.generation import MaxLengthCriteria, RepetitionPenaltyLogitsProcessor
 
 from hf_dlm import MaskedDiffusionGenerationConfig
-from hf_dlm.evaluation.oracle import OracleLanguage
 
 MASK, EOS = 95, 93
-
-
-class CallCounter:
-    def __init__(self, model):
-        self.calls = 0
-        model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, *args):
-        self.calls += 1
 
 
 @pytest.fixture
@@ -129,21 +120,10 @@ def test_out_of_range_sampling_values_are_refused(tiny_llada, prompt, kwargs, na
 
 @pytest.fixture(scope="module")
 def saved_oracle_model(tmp_path_factory):
-    from conftest import tiny_llada_config
+    from conftest import save_oracle_llada
 
-    from hf_dlm import LLaDAModelLM
-
-    tok = OracleLanguage().tokenizer()
-    torch.manual_seed(0)
-    model = LLaDAModelLM(tiny_llada_config(vocab_size=len(tok), embedding_size=len(tok), n_kv_heads=4,
-                                           mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                                           eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
-    model.generation_config = MaskedDiffusionGenerationConfig(max_new_tokens=6, steps=6, block_length=3,
-                                                              suppress_tokens=tok.all_special_ids)
     path = tmp_path_factory.mktemp("contract")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path), tok
+    return str(path), save_oracle_llada(path)
 
 
 def test_pipeline_honours_max_length_and_num_return_sequences(saved_oracle_model):

@@ -3,22 +3,13 @@ settings round trips and input errors (fidelity to the authors' samplers: test_s
 
 import pytest
 import torch
-import torch.nn.functional as F
+from conftest import CallCounter
 
 from hf_dlm import MaskedDiffusionGenerationConfig
 from hf_dlm.generation.sampling import (add_gumbel_noise, confidence_scores, filter_logits, num_transfer_tokens,
                                         select_above_threshold, select_top, trim_after_eos)
 
 MASK = 95
-
-
-class CallCounter:
-    def __init__(self, model):
-        self.calls = 0
-        model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, *args):
-        self.calls += 1
 
 
 def test_mask_token_and_padded_rows_are_never_proposed(tiny_llada):

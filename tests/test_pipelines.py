@@ -6,27 +6,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-from hf_dlm import MaskedDiffusionGenerationConfig, denoise
-from hf_dlm.evaluation.oracle import OracleLanguage
+from hf_dlm import denoise
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    from conftest import tiny_llada_config
+    from conftest import save_oracle_llada
 
-    from hf_dlm import LLaDAModelLM
-
-    tok = OracleLanguage().tokenizer()
-    torch.manual_seed(0)
-    model = LLaDAModelLM(tiny_llada_config(vocab_size=len(tok), embedding_size=len(tok), n_kv_heads=4,
-                                           mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                                           eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
-    model.generation_config = MaskedDiffusionGenerationConfig(max_new_tokens=6, steps=6, block_length=3,
-                                                              suppress_tokens=tok.all_special_ids)
     path = tmp_path_factory.mktemp("tiny_llada")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path, tok
+    return path, save_oracle_llada(path)
 
 
 def test_text_generation_pipeline_from_a_path(saved_model):
