@@ -9,11 +9,12 @@ import PIL.Image
 import pytest
 import torch
 from conftest import tiny_llada_config
-from diffusers import AmusedScheduler, UVit2DModel, VQModel
+from test_masked_image_pipeline import amused_components
+from diffusers import VQModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, GPT2Config, GPT2LMHeadModel, pipeline
+from transformers import GPT2Config, GPT2LMHeadModel, pipeline
 
 from hf_dlm import LLaDAModelLM, MaskedImageTransformer, MaskGITScheduler, QuantDLLMConfig, QuantDLLMQuantizer
 from hf_dlm.evaluation.digits import digits_vqvae
@@ -54,19 +55,7 @@ def class_pipe() -> MaskedImagePipeline:
 
 def text_pipe() -> MaskedImagePipeline:
     """Text-conditional aMUSEd parts (UVit2DModel + AmusedScheduler), as in diffusers' own tests."""
-    torch.manual_seed(0)
-    transformer = UVit2DModel(hidden_size=8, use_bias=False, hidden_dropout=0.0, cond_embed_dim=8,
-                              micro_cond_encode_dim=2, micro_cond_embed_dim=10, encoder_hidden_size=8, vocab_size=32,
-                              codebook_size=8, in_channels=8, block_out_channels=8, num_res_blocks=1, downsample=True,
-                              upsample=True, block_num_heads=1, num_hidden_layers=1, num_attention_heads=1,
-                              attention_dropout=0.0, intermediate_size=8, layer_norm_eps=1e-12,
-                              ln_elementwise_affine=True).eval()
-    torch.manual_seed(0)
-    encoder = CLIPTextModelWithProjection(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=8, intermediate_size=37, layer_norm_eps=1e-05,
-        num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=8)).eval()
-    pipe = MaskedImagePipeline(vqvae=_vqvae(), transformer=transformer, scheduler=AmusedScheduler(mask_token_id=31),
-                               tokenizer=OracleLanguage().tokenizer(model_max_length=8), text_encoder=encoder)
+    pipe = MaskedImagePipeline(**amused_components())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -49,7 +49,7 @@ INERT_FIELDS = frozenset({
     "_from_model_config", "transformers_version", "_commit_hash", "is_assistant", "assistant_confidence_threshold",
     "assistant_lookbehind", "target_lookbehind", "num_assistant_tokens", "num_assistant_tokens_schedule",
     "max_matching_ngram_size", "assistant_early_exit", "assistant_ensemble_weight", "disable_compile",
-    "decoder_start_token_id", "generation_kwargs",
+    "decoder_start_token_id",
 })
 # values of the remaining fields that ask for nothing
 _NEUTRAL = {

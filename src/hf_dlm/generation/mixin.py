@@ -204,7 +204,7 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         if config.suppress_mask_token:
             suppressed.append(config.mask_token_id)
             vocab_limit = getattr(self.config, "vocab_size", None)
-        early_end = prompt_length + (config.min_new_tokens or 0) if config.min_new_tokens else 0
+        early_end = prompt_length + config.min_new_tokens if config.min_new_tokens else 0
         return ProposalMasks(suppressed, vocab_limit, _as_list(config.eos_token_id), early_end)
 
     def _denoise_blocks(self, x: torch.LongTensor, prompt_length: int, attention_mask: torch.Tensor | None,
