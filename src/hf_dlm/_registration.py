@@ -10,7 +10,8 @@ What gets registered:
   it does so without ``trust_remote_code``;
 * transformers' quantizer registry: ``quant_method="quant_dllm"`` (config and quantizer);
 * transformers' pipeline registry: the ``text-to-image`` task;
-* diffusers' ``LOADABLE_CLASSES``: the modules of our pipeline components (see :func:`_register_diffusers_library`).
+* diffusers' ``LOADABLE_CLASSES``: the modules of our pipeline components (see :func:`_register_diffusers_library`);
+* lm-evaluation-harness's model registry, when the harness is installed and imported: the model ``hf-dlm``.
 
 Start-up time. Each of those registries lives in a heavy module: transformers' Auto classes import torch,
 ``transformers.quantizers`` and ``transformers.pipelines`` import most of transformers, diffusers' loading utilities
@@ -39,6 +40,8 @@ MODEL_AUTO = "transformers.models.auto.modeling_auto"
 QUANTIZER_AUTO = "transformers.quantizers.auto"
 PIPELINES = "transformers.pipelines"
 DIFFUSERS_LOADING = "diffusers.pipelines.pipeline_loading_utils"
+LM_EVAL_MODELS = "lm_eval.models"
+LM_EVAL_MODEL = ("hf-dlm", "hf_dlm.integrations.lm_eval_harness:DiffusionLM")  # the harness's name, and where it is
 
 QUANT_METHOD = "quant_dllm"  # hf_dlm.quantization.configuration.QUANT_METHOD (a test keeps the two equal)
 IMAGE_PIPELINE_MODEL_TYPE = "masked_image_pipeline"  # hf_dlm.pipelines.text_to_image.MODEL_TYPE (likewise)
@@ -335,6 +338,17 @@ def _register_diffusers_library() -> None:
         pipeline_loading_utils.LOADABLE_CLASSES.setdefault(module, {base: methods})
 
 
+def _register_lm_eval_model() -> None:
+    """The lm-evaluation-harness model ``hf-dlm``, as a placeholder the harness imports when the name is asked for
+    (``simple_evaluate(model="hf-dlm")``). Written once the harness has loaded its own model table: its registry
+    loads that table only while it is empty."""
+    from lm_eval.api.registry import model_registry
+
+    name, target = LM_EVAL_MODEL
+    if name not in model_registry:
+        model_registry.register(name, target=target)
+
+
 def register() -> None:
     """Register everything (idempotent). Entries whose registry is not imported yet are written when it is."""
     global _done
@@ -346,6 +360,7 @@ def register() -> None:
     when_imported((QUANTIZER_AUTO,), _register_quantizer)
     when_imported((PIPELINES,), _register_text_to_image)
     when_imported((DIFFUSERS_LOADING,), _register_diffusers_library)
+    when_imported((LM_EVAL_MODELS,), _register_lm_eval_model)
 
 
 __all__ = ["register", "resolve_all", "deferred_class", "when_imported"]
