@@ -20,7 +20,7 @@ from hf_dlm.evaluation.oracle import OracleLanguage
 from hf_dlm.pipelines import MaskedImagePipeline
 from hf_dlm.pipelines.digits import build_digits_pipeline
 
-VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "push", "card", "add-to-cache"]
+VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "eval", "push", "card", "add-to-cache"]
 ROOT = Path(__file__).parent.parent
 
 

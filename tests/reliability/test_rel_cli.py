@@ -22,7 +22,7 @@ from conftest import tiny_llada_config
 from hf_dlm import LLaDAModelLM
 from hf_dlm.cli import main
 
-VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "push", "card", "add-to-cache"]
+VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "eval", "push", "card", "add-to-cache"]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from . import demo, distill, generate, hub, images, quantize
+from . import demo, distill, evaluate, generate, hub, images, quantize
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_HUB, EXIT_NOT_FOUND, EXIT_OK, classify, one_line, report
 from ._parsing import ArgumentParser, UsageError, add_common_flags
 
@@ -32,6 +32,7 @@ EPILOG = """examples:
   hf-dlm generate-image outputs/demo-digits --prompt "a handwritten seven" --steps 4 --output seven.png
   hf-dlm distill examples/dimo_text.json
   hf-dlm quantize outputs/demo outputs/demo-2bit --calibration corpus.txt --block-size 32
+  hf-dlm eval outputs/demo --tasks oracle_mc --include-path integrations/lm_eval/tasks --limit 20 --card
   hf-dlm card outputs/demo-2bit --repo-id my-org/tiny-llada-2bit
   hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit
   hf-dlm add-to-cache outputs/demo my-org/tiny-llada
@@ -42,7 +43,7 @@ errors are one line on stderr; --verbose shows third-party logs, --debug also th
 # third-party loggers silenced (ERROR) unless --verbose, and the environment variables that set the level of the
 # libraries that configure their own loggers when first imported
 QUIET_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "accelerate", "peft", "torch", "datasets", "httpx",
-                 "httpx2", "httpcore", "urllib3", "filelock", "PIL", "matplotlib")
+                 "httpx2", "httpcore", "urllib3", "filelock", "PIL", "matplotlib", "lm_eval", "evaluate")
 VERBOSITY_VARIABLES = {"transformers": "TRANSFORMERS_VERBOSITY", "diffusers": "DIFFUSERS_VERBOSITY",
                        "huggingface_hub": "HF_HUB_VERBOSITY"}
 QUIET_ENVIRONMENT = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_HUB_VERBOSITY": "error",
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_parser(commands)
     distill.add_parser(commands)
     quantize.add_parser(commands)
+    evaluate.add_parser(commands)
     hub.add_parsers(commands)
     return parser
 
