@@ -72,6 +72,22 @@ class DiMOInitialState:
         values = getattr(getattr(model, "config", None), "dimo_initial_state", None)
         return cls.from_dict(dict(values)) if values else None
 
+    def attach_to(self, model: nn.Module, max_new_tokens: int | None = None, temperature: float = 1.0) -> None:
+        """Record these settings in ``model``'s config (``config.dimo_initial_state``, read back by
+        [`from_model`]) and, for a model with a masked-diffusion generation config, make ``generate()`` one step:
+        ``max_new_tokens`` tokens sampled at ``temperature`` in a single block."""
+        if hasattr(model, "register_to_config"):  # a diffusers ModelMixin: the config is frozen
+            model.register_to_config(dimo_initial_state=self.to_dict())
+            return
+        model.config.dimo_initial_state = self.to_dict()
+        generation_config = getattr(model, "generation_config", None)
+        if generation_config is not None and hasattr(generation_config, "steps"):
+            generation_config.steps = 1
+            generation_config.block_length = None
+            generation_config.max_new_tokens = max_new_tokens
+            generation_config.temperature = temperature
+            generation_config.do_sample = True
+
     def allowed_tokens(self, mask_token_id: int, device: torch.device | str = "cpu") -> torch.LongTensor:
         if self.vocab_size is None:
             raise ValueError("`vocab_size` is not set: the initial-state token range is unknown.")

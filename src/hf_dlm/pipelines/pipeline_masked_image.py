@@ -12,6 +12,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 
+from ..denoiser import DenoiserConditions, build_conditions, conditional_denoise, encode_captions
 from ..generation.initial_state import DiMOInitialState, embedding_noise, input_embedding_module
 from ..schedulers.scheduling_maskgit import (check_bool, check_generator, check_real, check_temperature, is_integer,
                                              is_real)
@@ -219,14 +220,32 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
                              "`micro_conditioning_aesthetic_score` (6) and `micro_conditioning_crop_coord` (0, 0) "
                              f"at their defaults, got {micro_conditioning_aesthetic_score!r} and {crop!r}.")
 
-    def encode_prompt(self, prompt: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pooled text embedding, penultimate hidden states), as aMUSEd conditions on them."""
+    def tokenize_prompt(self, prompt: list[str]) -> torch.LongTensor:
+        """Caption ids padded to the tokenizer's ``model_max_length``, as aMUSEd tokenizes them."""
         if self.tokenizer is None or self.text_encoder is None:
             raise ValueError("text conditioning needs the `tokenizer` and `text_encoder` components.")
-        input_ids = self.tokenizer(prompt, return_tensors="pt", padding="max_length", truncation=True,
-                                   max_length=self.tokenizer.model_max_length).input_ids.to(self._execution_device)
-        outputs = self.text_encoder(input_ids, return_dict=True, output_hidden_states=True)
-        return outputs.text_embeds, outputs.hidden_states[-2]
+        return self.tokenizer(prompt, return_tensors="pt", padding="max_length", truncation=True,
+                              max_length=self.tokenizer.model_max_length).input_ids.to(self._execution_device)
+
+    def encode_prompt(self, prompt: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled text embedding, penultimate hidden states), as aMUSEd conditions on them."""
+        return encode_captions(self.text_encoder, self.tokenize_prompt(prompt))
+
+    def conditions(self, prompt: list[str] | None, class_labels: Any, negative_prompt: str | list[str] | None,
+                   num_images_per_prompt: int, with_null: bool) -> DenoiserConditions:
+        """The transformer's conditions for a batch (``hf_dlm.denoiser.build_conditions``): class labels
+        repeat-interleaved, or prompts encoded and tiled as in ``AmusedPipeline``; with the null class or the
+        negative (default: empty) prompt for classifier-free guidance when ``with_null``."""
+        if prompt is None:
+            labels = torch.as_tensor(class_labels, device=self._execution_device).long().view(-1)
+            return build_conditions(self.transformer, class_labels=labels.repeat_interleave(num_images_per_prompt),
+                                    with_null=with_null)
+        negative = negative_prompt if negative_prompt is not None else [""] * len(prompt)
+        negative = [negative] * len(prompt) if isinstance(negative, str) else negative
+        conditions = build_conditions(self.transformer, caption_ids=self.tokenize_prompt(prompt),
+                                      text_encoder=self.text_encoder, with_null=with_null,
+                                      null_caption_ids=self.tokenize_prompt(negative) if with_null else None)
+        return conditions.repeat(num_images_per_prompt)
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
@@ -293,32 +312,14 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
         do_cfg = guidance_scale > 1.0
         per_image = isinstance(generator, list)
 
-        # 1. conditioning
-        conditioning: dict[str, torch.Tensor] = {}
-        if self.num_classes > 0:
-            labels = torch.as_tensor(class_labels, device=device).long().view(-1)
-            labels = labels.repeat_interleave(num_images_per_prompt)
-            batch_size = len(labels)
-            if do_cfg:
-                labels = torch.cat([torch.full_like(labels, self.num_classes), labels])
-            conditioning["class_labels"] = labels
-        else:
-            batch_size = len(prompt) * num_images_per_prompt
-            pooled, hidden = self.encode_prompt(prompt)
-            pooled, hidden = pooled.repeat(num_images_per_prompt, 1), hidden.repeat(num_images_per_prompt, 1, 1)
-            if do_cfg:
-                negative = negative_prompt if negative_prompt is not None else [""] * len(prompt)
-                negative = [negative] * len(prompt) if isinstance(negative, str) else negative
-                neg_pooled, neg_hidden = self.encode_prompt(negative)
-                pooled = torch.cat([neg_pooled.repeat(num_images_per_prompt, 1), pooled])
-                hidden = torch.cat([neg_hidden.repeat(num_images_per_prompt, 1, 1), hidden])
-            conditioning.update(pooled_text_emb=pooled, encoder_hidden_states=hidden)
-        # aMUSEd's micro-conditioning (UVit2DModel reads it; MaskedImageTransformer ignores it)
-        cond_dtype = conditioning["encoder_hidden_states"].dtype if "encoder_hidden_states" in conditioning \
+        # 1. conditioning, and aMUSEd's micro-conditioning (UVit2DModel reads it; MaskedImageTransformer ignores it)
+        conditions = self.conditions(prompt, class_labels, negative_prompt, num_images_per_prompt, do_cfg)
+        batch_size = conditions.batch_size
+        cond_dtype = conditions.encoder_hidden_states.dtype if conditions.encoder_hidden_states is not None \
             else next(self.transformer.parameters()).dtype
         micro_conds = torch.tensor([width, height, *micro_conditioning_crop_coord, micro_conditioning_aesthetic_score],
                                    device=device, dtype=cond_dtype)
-        micro_conds = micro_conds.unsqueeze(0).expand(2 * batch_size if do_cfg else batch_size, -1)
+        conditions = conditions.shared(micro_conds=micro_conds.unsqueeze(0).expand(batch_size, -1))
 
         # 2. latents: a fully masked token grid, or for a Di[M]O one-step generator its initial state x_init
         shape = (batch_size, height // self.vae_scale_factor, width // self.vae_scale_factor)
@@ -339,24 +340,18 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
 
         # 3. denoising loop
         self.scheduler.set_timesteps(num_inference_steps, temperature, device)
-        uses_ratio = bool(getattr(self.transformer.config, "use_mask_ratio", False))
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, timestep in enumerate(self.scheduler.timesteps):
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                extra = {}
-                if uses_ratio:
-                    extra["mask_ratio"] = (model_input == self.scheduler.config.mask_token_id).float().mean((1, 2))
-                positions = torch.ones(model_input.shape[0], shape[1] * shape[2], dtype=torch.bool, device=device)
+                rows = 2 * batch_size if do_cfg else batch_size
+                positions = torch.ones(rows, shape[1] * shape[2], dtype=torch.bool, device=device)
                 noise = _per_image_embedding_noise(self.transformer, noise_std, generator, 2 if do_cfg else 1) \
                     if per_image else embedding_noise(self.transformer, noise_std, positions, generator)
-                with noise:
-                    model_output = self.transformer(model_input, micro_conds=micro_conds, **conditioning, **extra)
-                model_output = model_output.sample if hasattr(model_output, "sample") else model_output
-                _check_finite(model_output, i, "the transformer returned")
-                if do_cfg:
-                    uncond, cond = model_output.chunk(2)
-                    model_output = uncond + guidance_scale * (cond - uncond)
-                    _check_finite(model_output, i, f"classifier-free guidance (scale {guidance_scale}) gave")
+                with noise:  # one batched pass under guidance: null rows first, then the conditional ones
+                    model_output = conditional_denoise(self.transformer, latents, conditions,
+                                                       guidance_scale if do_cfg else 1.0)
+                model_output = model_output.transpose(1, 2).reshape(batch_size, -1, *shape[1:])  # the grid layout
+                _check_finite(model_output, i, "the transformer (with classifier-free guidance, scale "
+                              f"{guidance_scale}) returned" if do_cfg else "the transformer returned")
                 # a one-step generator predicts every token, the random ones of x_init included: the scheduler is
                 # shown an all-mask canvas so that it samples all positions
                 canvas = torch.full_like(latents, mask_token_id) if initial_state is not None else latents

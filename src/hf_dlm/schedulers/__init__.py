@@ -1,5 +1,6 @@
 """diffusers schedulers for masked image generation."""
 
-from .scheduling_maskgit import MASK_SCHEDULES, MaskGITScheduler, MaskGITSchedulerOutput, mask_ratio_schedule
+from .scheduling_maskgit import (MASK_SCHEDULES, MaskGITScheduler, MaskGITSchedulerOutput, MaskSchedule,
+                                 mask_ratio_schedule)
 
-__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "mask_ratio_schedule"]
+__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "MaskSchedule", "mask_ratio_schedule"]

@@ -19,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-MASK_SCHEDULES = ("cosine", "linear", "arccos", "sqrt")
+from ..denoiser.schedule import MASK_SCHEDULES, MaskSchedule, mask_ratio_schedule
 
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 
@@ -86,21 +86,6 @@ def check_bool(value: object, name: str) -> None:
         raise TypeError(f"`{name}` must be True or False, got {value!r}.")
 
 
-def mask_ratio_schedule(progress: torch.Tensor, schedule: str) -> torch.Tensor:
-    """γ(r): the fraction of tokens still masked after progress ``r`` ∈ [0, 1] (γ(0) = 1, γ(1) = 0).
-
-    cosine: cos(rπ/2) (MaskGIT's default); linear: 1 − r; arccos: arccos(r)/(π/2); sqrt: 1 − √r."""
-    if schedule == "cosine":
-        return torch.cos(progress * math.pi / 2)
-    if schedule == "linear":
-        return 1 - progress
-    if schedule == "arccos":
-        return torch.arccos(progress) / (math.pi / 2)
-    if schedule == "sqrt":
-        return 1 - torch.sqrt(progress)
-    raise ValueError(f"`masking_schedule` must be one of {MASK_SCHEDULES}, got {schedule!r}.")
-
-
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gumbel noise shaped like ``like``, drawn on the generator's device (clamped away from log 0)."""
     device = generator.device if generator is not None else like.device
@@ -117,11 +102,25 @@ def remask_least_confident(num_masked: torch.Tensor, probs: torch.Tensor, temper
 
 
 def random_mask(sample: torch.LongTensor, mask_ratio: torch.Tensor | float, mask_token_id: int,
-                generator: torch.Generator | None = None) -> tuple[torch.LongTensor, torch.BoolTensor]:
-    """Training-time corruption: mask each token independently with probability ``mask_ratio`` (a float, or a
-    tensor broadcastable to ``sample``, e.g. one ratio per image). Returns (masked sample, mask)."""
+                generator: torch.Generator | None = None, positions: torch.BoolTensor | None = None,
+                at_least_one: bool = False) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """MaskGIT corruption (arXiv:2202.04200, Sec. 3.1), the one place it is written: each token (of ``positions``
+    only, when given) is masked independently with probability ``mask_ratio`` (a float, or a tensor broadcastable
+    to the rows, e.g. one ratio per row of shape (batch, 1)); ``at_least_one`` also masks the lowest-scored
+    position of each row. Returns (masked sample, mask), shaped like ``sample``."""
+    rows = sample.reshape(len(sample), -1)
     device = generator.device if generator is not None else sample.device
-    mask = torch.rand(sample.shape, device=device, generator=generator).to(sample.device) < mask_ratio
+    scores = torch.rand(rows.shape, device=device, generator=generator).to(sample.device)
+    allowed = None if positions is None else positions.reshape(rows.shape)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, 2.0)
+    mask = scores < mask_ratio
+    if allowed is not None:
+        mask &= allowed
+    if at_least_one:
+        lowest = scores == scores.min(dim=1, keepdim=True).values
+        mask |= lowest if allowed is None else lowest & allowed
+    mask = mask.view(sample.shape)
     return sample.masked_fill(mask, mask_token_id), mask
 
 
@@ -145,7 +144,8 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
 
     Args:
         mask_token_id: the id of the mask token in ``sample``.
-        masking_schedule: γ — ``cosine`` | ``linear`` | ``arccos`` | ``sqrt``.
+        masking_schedule: γ — ``cosine`` | ``linear`` | ``arccos`` | ``sqrt`` (``hf_dlm.denoiser.MaskSchedule``,
+            shared with the trainers; ``self.schedule``).
         choice_temperature: default temperature of the Gumbel noise on confidences, a float annealed linearly to
             0.01 or a ``(start, end)`` pair (aMUSEd: ``(2, 0)``); ``set_timesteps(temperature=...)`` overrides it.
     """
@@ -157,8 +157,7 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
                  choice_temperature: float | tuple[float, float] = (2.0, 0.0)) -> None:
         if not is_integer(mask_token_id) or mask_token_id < 0:
             raise ValueError(f"`mask_token_id` must be an integer >= 0, got {mask_token_id!r}.")
-        if masking_schedule not in MASK_SCHEDULES:
-            raise ValueError(f"`masking_schedule` must be one of {MASK_SCHEDULES}, got {masking_schedule!r}.")
+        self.schedule = MaskSchedule(masking_schedule)
         check_temperature(choice_temperature, "choice_temperature")
         self.timesteps: torch.Tensor | None = None
         self.temperatures: torch.Tensor | None = None
@@ -207,7 +206,7 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
     def mask_ratio(self, timestep: int | torch.Tensor) -> torch.Tensor:
         """γ after the step at ``timestep``: the fraction of tokens that stays masked."""
         index = self._step_index(timestep)
-        return mask_ratio_schedule((index + 1) / len(self.timesteps), self.config.masking_schedule)
+        return self.schedule((index + 1) / len(self.timesteps))
 
     def step(self, model_output: torch.Tensor, timestep: int | torch.Tensor, sample: torch.LongTensor,
              starting_mask_ratio: float = 1.0, generator: GeneratorArg = None,
@@ -259,8 +258,7 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
             prev_sample = pred_original
         else:
             index = self._step_index(timestep)
-            ratio = starting_mask_ratio * mask_ratio_schedule((index + 1) / len(self.timesteps),
-                                                              self.config.masking_schedule)
+            ratio = starting_mask_ratio * self.schedule((index + 1) / len(self.timesteps))
             num_masked = (sample.shape[1] * ratio).floor()
             num_masked = torch.min(unknown.sum(dim=-1, keepdim=True) - 1, num_masked)  # reveal at least one
             num_masked = torch.max(torch.tensor([1], device=device), num_masked)
@@ -276,23 +274,49 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
             return prev_sample, pred_original
         return MaskGITSchedulerOutput(prev_sample, pred_original)
 
-    def add_noise(self, sample: torch.LongTensor, timesteps: int | torch.Tensor,
-                  generator: GeneratorArg = None) -> torch.LongTensor:
-        """Mask each token with probability γ at ``timesteps`` (one of ``self.timesteps``), as aMUSEd does.
+    def add_noise(self, sample: torch.LongTensor, timesteps: int | torch.Tensor | None = None,
+                  generator: GeneratorArg = None, positions: torch.BoolTensor | None = None,
+                  return_mask: bool = False) -> torch.LongTensor | tuple[torch.LongTensor, torch.BoolTensor,
+                                                                           torch.Tensor]:
+        """MaskGIT corruption q(x_t | x_0) (arXiv:2202.04200, Sec. 3.1), for samplers and trainers alike.
 
-        ``generator``: one ``torch.Generator`` or a list of one per row of ``sample``."""
+        Args:
+            sample: integer tokens (batch, length) or (batch, height, width).
+            timesteps: one of ``self.timesteps``: every token is masked with probability γ at that step, as aMUSEd's
+                ``add_noise`` does. None: the training draw — per row r ~ U(0, 1), ratio γ(r), and at least one
+                position masked per row (no ``set_timesteps`` needed).
+            generator: one ``torch.Generator`` or a list of one per row of ``sample``.
+            positions: a boolean tensor like ``sample``: only these positions may be masked (a text prompt stays).
+            return_mask: return (noisy sample, mask, per-row ratio of shape (batch,)) instead of the noisy sample.
+        """
         if not isinstance(sample, torch.Tensor) or sample.dtype.is_floating_point or sample.dtype.is_complex \
                 or sample.dtype == torch.bool or sample.ndim < 2:
             raise TypeError("`sample` must be an integer token tensor of shape (batch, length) or (batch, height, "
                             f"width), got {_describe(sample)}.")
         if (sample < 0).any():
             raise ValueError(f"`sample` holds negative token ids {sample[sample < 0].unique()[:5].tolist()}.")
-        ratio = self.mask_ratio(timesteps)
+        if positions is not None and (not isinstance(positions, torch.Tensor) or positions.dtype != torch.bool
+                                      or positions.shape != sample.shape):
+            raise TypeError(f"`positions` must be a boolean tensor shaped like `sample` {tuple(sample.shape)}, got "
+                            f"{_describe(positions)}.")
+        ratio = self.mask_ratio(timesteps) if timesteps is not None else None
         check_generator(generator, sample.shape[0])
         if isinstance(generator, (list, tuple)):
-            return torch.cat([random_mask(sample[i: i + 1], ratio, self.config.mask_token_id, g)[0]
-                              for i, g in enumerate(generator)])
-        return random_mask(sample, ratio, self.config.mask_token_id, generator)[0]
+            rows = [self._corrupt(sample[i: i + 1], ratio, g, None if positions is None else positions[i: i + 1])
+                    for i, g in enumerate(generator)]
+            noisy, mask, ratios = (torch.cat(parts) for parts in zip(*rows))
+        else:
+            noisy, mask, ratios = self._corrupt(sample, ratio, generator, positions)
+        return (noisy, mask, ratios) if return_mask else noisy
+
+    def _corrupt(self, sample: torch.LongTensor, ratio: torch.Tensor | None, generator: torch.Generator | None,
+                 positions: torch.BoolTensor | None) -> tuple[torch.LongTensor, torch.BoolTensor, torch.Tensor]:
+        training = ratio is None
+        if training:
+            ratio = self.schedule.draw(len(sample), sample.device, generator)
+        noisy, mask = random_mask(sample, ratio, self.config.mask_token_id, generator, positions,
+                                  at_least_one=training)
+        return noisy, mask, ratio.reshape(-1).expand(len(sample)) if ratio.numel() == 1 else ratio.reshape(-1)
 
     def _check_step_inputs(self, model_output: object, timestep: object, sample: object,
                            starting_mask_ratio: object, generator: object, return_dict: object) -> None:
@@ -323,5 +347,6 @@ class MaskGITScheduler(SchedulerMixin, ConfigMixin):
         check_bool(return_dict, "return_dict")
 
 
-__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "check_generator", "check_real",
-           "check_temperature", "is_integer", "is_real", "mask_ratio_schedule", "random_mask", "remask_least_confident"]
+__all__ = ["MASK_SCHEDULES", "MaskGITScheduler", "MaskGITSchedulerOutput", "MaskSchedule", "check_generator",
+           "check_real", "check_temperature", "is_integer", "is_real", "mask_ratio_schedule", "random_mask",
+           "remask_least_confident"]

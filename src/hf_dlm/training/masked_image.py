@@ -18,7 +18,8 @@ from transformers import Trainer
 from .._io import AtomicCheckpointMixin
 from .._training_guards import (GuardedTrainingArguments, ResumeGuardMixin, check_choice, check_real,
                                 check_token_ids, require_batch_keys)
-from ..schedulers.scheduling_maskgit import MASK_SCHEDULES, mask_ratio_schedule
+from ..denoiser import build_conditions, conditional_denoise, get_mask_token_id
+from ..schedulers.scheduling_maskgit import MASK_SCHEDULES, MaskGITScheduler
 
 
 @dataclass
@@ -52,13 +53,11 @@ class TextToImageModules(nn.Module):
 
 def mask_image_tokens(tokens: torch.LongTensor, mask_token_id: int, schedule: str,
                       generator: torch.Generator | None = None) -> tuple[torch.LongTensor, torch.BoolTensor]:
-    """MaskGIT corruption of flat token rows (batch, length): ratio γ(r), r ~ U(0, 1), per row; >= 1 masked."""
-    batch, length = tokens.shape
-    ratio = mask_ratio_schedule(torch.rand(batch, 1, generator=generator, device=tokens.device), schedule)
-    scores = torch.rand(batch, length, generator=generator, device=tokens.device)
-    masked = scores < ratio
-    masked |= scores == scores.min(dim=1, keepdim=True).values  # at least one token per image
-    return tokens.masked_fill(masked, mask_token_id), masked
+    """MaskGIT corruption of flat token rows (batch, length): ratio γ(r), r ~ U(0, 1), per row; >= 1 masked.
+    The scheduler's training draw (``MaskGITScheduler.add_noise`` without a timestep)."""
+    scheduler = MaskGITScheduler(mask_token_id=mask_token_id, masking_schedule=schedule)
+    noisy, masked, _ = scheduler.add_noise(tokens, generator=generator, return_mask=True)
+    return noisy, masked
 
 
 class MaskedImageTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
@@ -72,6 +71,14 @@ class MaskedImageTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     def __init__(self, *args, null_text_input_ids: torch.LongTensor | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.null_text_input_ids = null_text_input_ids
+        self._noise_scheduler: MaskGITScheduler | None = None
+
+    def noise_scheduler(self, transformer: nn.Module) -> MaskGITScheduler:
+        """The scheduler whose ``add_noise`` corrupts the training tokens (``masking_schedule``, the model's mask id)."""
+        if self._noise_scheduler is None:
+            self._noise_scheduler = MaskGITScheduler(mask_token_id=get_mask_token_id(transformer),
+                                                     masking_schedule=self.args.masking_schedule)
+        return self._noise_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         modules = model.module if hasattr(model, "module") else model
@@ -88,22 +95,15 @@ class MaskedImageTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         if tokens.shape[1] != side * side:
             raise ValueError(f"`image_tokens` must hold sample_size² = {side * side} tokens per image, got "
                              f"{tokens.shape[1]} (shape {tuple(inputs['image_tokens'].shape)}).")
-        noisy, masked = mask_image_tokens(tokens, transformer.mask_token_id, args.masking_schedule)
+        noisy, masked, _ = self.noise_scheduler(transformer).add_noise(tokens, return_mask=True)
         drop = torch.rand(len(tokens), device=tokens.device) < args.condition_dropout
-        conditioning = {}
-        if "class_labels" in inputs:
-            labels = inputs["class_labels"].long()
-            conditioning["class_labels"] = labels.masked_fill(drop, transformer.config.num_classes)
-        else:
-            if self.null_text_input_ids is None:
-                raise ValueError("text-conditional training needs `null_text_input_ids` (the empty caption).")
-            ids = torch.where(drop[:, None], self.null_text_input_ids.to(tokens.device), inputs["text_input_ids"])
-            out = modules.text_encoder(ids, output_hidden_states=True, return_dict=True)
-            conditioning.update(pooled_text_emb=out.text_embeds, encoder_hidden_states=out.hidden_states[-2])
-        if transformer.config.use_mask_ratio:
-            conditioning["mask_ratio"] = masked.float().mean(1)
-        logits = transformer(noisy.view(-1, side, side), **conditioning).sample
-        logits = logits.flatten(2).transpose(1, 2)  # (batch, length, codebook)
+        if "class_labels" not in inputs and self.null_text_input_ids is None:
+            raise ValueError("text-conditional training needs `null_text_input_ids` (the empty caption).")
+        conditions = build_conditions(transformer, class_labels=inputs.get("class_labels"),
+                                      caption_ids=inputs.get("text_input_ids"), text_encoder=modules.text_encoder,
+                                      null_caption_ids=self.null_text_input_ids, drop=drop, with_null=False,
+                                      device=tokens.device)
+        logits = conditional_denoise(transformer, noisy, conditions)  # (batch, length, codebook)
         loss = F.cross_entropy(logits[masked], tokens[masked], label_smoothing=args.label_smoothing)
         return (loss, {"logits": logits}) if return_outputs else loss
 

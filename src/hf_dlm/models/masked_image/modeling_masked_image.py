@@ -7,7 +7,7 @@ The mask token is id ``codebook_size``. Conditioning enters every block through 
 (aMUSEd / Meissonic style), plus an optional mask-ratio embedding. Text hidden states also enter through
 cross-attention. Layout: a grid input (batch, height, width) returns logits (batch, codebook, height, width) like
 diffusers' ``UVit2DModel``; a flat input (batch, length) returns (batch, length, codebook), which is the denoiser
-contract of ``design.md`` (position i predicts token i).
+contract of ``hf_dlm.denoiser`` (position i predicts token i).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class MaskedImageTransformer(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixi
     required_fields = ("codebook_size", "sample_size", "hidden_size", "num_layers", "num_attention_heads",
                        "num_classes", "pooled_projection_dim", "cross_attention_dim", "use_mask_ratio")
     predicts_next_token = False
+    denoiser_kind = "image"  # a grid of VQ tokens: hf_dlm.denoiser calls it in grid layout
 
     @register_to_config
     def __init__(self, codebook_size: int = 1024, sample_size: int = 16, hidden_size: int = 256, num_layers: int = 4,

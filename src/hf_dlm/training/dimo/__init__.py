@@ -1,9 +1,9 @@
 """Di[M]O one-step distillation (Zhu et al., 2025): ``DiMOConfig`` + ``DiMOTrainer``."""
 
-from .configuration import DiMOConfig
+from .dimo_config import DiMOConfig
 from .data import ConditionDataset, DiMOConditionCollator
 from .divergences import DIVERGENCES, divergence_f, divergence_gradient, surrogate_loss, token_divergence
-from .trainer import DiMOTrainer
+from .dimo_trainer import DiMOTrainer
 
 __all__ = [
     "ConditionDataset",

@@ -12,7 +12,7 @@ D_f(p‖q) = Σ_k q_k f(u_k) with
     js         f(u) = ½[u log u − (1 + u) log((1 + u)/2)]   Jensen–Shannon
     hellinger  f(u) = (√u − 1)²                     D = Σ (√p − √q)² (twice the squared Hellinger distance)
 
-and, for any differentiable f, the seed's general formula — ∂D/∂z_j = Σ_k ∂q_k/∂z_j [f(u_k) − u_k f'(u_k)] with
+and, for any differentiable f, the paper's general formula — ∂D/∂z_j = Σ_k ∂q_k/∂z_j [f(u_k) − u_k f'(u_k)] with
 ∂q_k/∂z_j = q_k(δ_jk − q_j) — reduces to g_j = q_j (h_j − Σ_k q_k h_k), h = f(u) − u f'(u).
 """
 
@@ -118,7 +118,7 @@ def divergence_gradient(teacher_logits: torch.Tensor, student_logits: torch.Tens
 
 def row_scale(masked: torch.BoolTensor, weights: torch.Tensor | None, normalization: str) -> torch.Tensor:
     """Per-row factor c_b·w(t_b): ``sum`` → 1/B (the official code's sum over tokens, averaged over samples);
-    ``mean`` → 1/(B·|M_b|) (the seed's token-level average 1/L_M Σ_{i masked})."""
+    ``mean`` → 1/(B·|M_b|) (the paper's token-level average 1/L_M Σ_{i masked})."""
     if normalization not in LOSS_NORMALIZATIONS:
         raise ValueError(f"`loss_normalization` must be one of {LOSS_NORMALIZATIONS}, got {normalization!r}.")
     batch = masked.shape[0]

@@ -30,7 +30,8 @@ class DiMOConfig(GuardedTrainingArguments):
         "help": "β of the Jeffreys mixture (1 − β)·FKL + β·RKL (β = 0: FKL, β = 1: RKL)."})
     loss_normalization: str = field(default="sum", metadata={
         "help": f"{LOSS_NORMALIZATIONS}: 'sum' sums the token gradients of a sample and averages over samples (the "
-                "official code); 'mean' averages over the masked tokens of a sample first (the seed's 1/L_M)."})
+                "official code); 'mean' averages over the masked tokens of a sample first (the paper's 1/L_M, "
+                "arXiv:2503.15457)."})
     generation_length: int | None = field(default=None, metadata={
         "help": "Text: number of tokens the generator writes after the prompt. Images: ignored (the token grid)."})
     r_init: float = field(default=0.6, metadata={

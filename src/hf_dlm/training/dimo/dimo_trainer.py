@@ -1,5 +1,5 @@
 """``DiMOTrainer``: Di[M]O — Distilling Masked Diffusion Models into One-step Generator (Zhu, Wang, Lathuilière,
-Kalogeiton, 2025), Algorithm 1, as a ``transformers.Trainer``.
+Kalogeiton, 2025, arXiv:2503.15457), Algorithm 1, as a ``transformers.Trainer``.
 
 One optimisation step, for a batch of conditions c:
 
@@ -14,7 +14,9 @@ One optimisation step, for a batch of conditions c:
 The teacher is frozen. ``memory_mode="full"`` keeps teacher, generator and auxiliary as three copies (as the paper);
 ``memory_mode="lora"`` keeps one frozen base model — the teacher, reached with ``disable_adapter()`` — carrying two
 PEFT LoRA adapters, ``generator`` and ``auxiliary``. Every model is reached through the denoiser contract
-(``hf_dlm.denoiser``), so text (LLaDA/Dream) and image (``MaskedImageTransformer``) teachers share this code.
+(``hf_dlm.denoiser``): its conditions, its guidance and its widths, so text (LLaDA/Dream) and image
+(``MaskedImageTransformer``) teachers share this code, and the remasking q_t|0 is the MaskGIT scheduler's
+``add_noise``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import copy
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,15 +33,16 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
 from ..._io import AtomicCheckpointMixin, replace_file, save_atomically
 from ..._training_guards import ResumeGuardMixin, check_token_ids, refuse_or_warn_missing_state
-from ...denoiser import denoise, get_mask_token_id
+from ...denoiser import (DenoiserConditions, build_conditions, conditional_denoise, fixed_length, get_mask_token_id,
+                         logit_width, special_token_ids, token_vocab_size)
 from ...generation.initial_state import embedding_noise
-from ...schedulers.scheduling_maskgit import mask_ratio_schedule
-from .configuration import DiMOConfig
+from ...schedulers.scheduling_maskgit import MaskGITScheduler
+from .dimo_config import DiMOConfig
 from .data import DiMOConditionCollator
 from .divergences import FFunction, divergence_gradient, row_scale, surrogate_loss, token_divergence
 from .ema import ParameterEMA
@@ -50,34 +52,6 @@ logger = logging.get_logger(__name__)
 GENERATOR, AUXILIARY = "generator", "auxiliary"
 STATE_FILE = "dimo_state.safetensors"
 AUXILIARY_OPTIMIZER_FILE = "auxiliary_optimizer.pt"
-_SCHEDULE_NAMES = {"uniform": "linear", "cosine": "cosine", "arccos": "arccos"}
-
-
-@dataclass
-class _Conditions:
-    """What one batch of conditions turns into: the prompt prefix (text), the attention mask over the whole
-    sequence, the conditioning kwargs of the denoiser and those of the unconditional (CFG) pass."""
-
-    batch: int
-    prefix: torch.LongTensor | None
-    attention_mask: torch.Tensor | None
-    kwargs: dict[str, torch.Tensor]
-    null_kwargs: dict[str, torch.Tensor] | None
-
-
-def logit_width(model: nn.Module) -> int:
-    """Number of logits per position of a denoiser (the output layer's rows)."""
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if output is not None and hasattr(output, "weight"):
-        return int(output.weight.shape[0])
-    config = model.config
-    return int(getattr(config, "embedding_size", None) or getattr(config, "vocab_size", None)
-               or config.codebook_size)
-
-
-def _is_image_model(model: nn.Module) -> bool:
-    config = getattr(model, "config", None)
-    return config is not None and "codebook_size" in config and "sample_size" in config
 
 
 def _default_lora_targets(model: nn.Module) -> list[str]:
@@ -130,8 +104,8 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             self.mask_token_id = get_mask_token_id(teacher)
         except ValueError as error:
             raise ValueError(f"`teacher` is not a masked diffusion model: {error}") from None
-        self.is_image = _is_image_model(teacher)
-        if not self.is_image and args.generation_length is None:
+        self.generation_length = fixed_length(teacher) or args.generation_length
+        if self.generation_length is None:
             raise ValueError("`generation_length` must be set in DiMOConfig for a text teacher (how many tokens the "
                              "one-step generator writes).")
         width = logit_width(teacher)
@@ -168,8 +142,10 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             self.teacher = None  # the base model with adapters disabled
             self.auxiliary = None  # the `auxiliary` adapter
         self.initial_state = args.initial_state(
-            vocab_size=self._real_vocab_size(teacher),
-            excluded_token_ids=self._excluded_ids(teacher, processing_class, excluded_token_ids))
+            vocab_size=token_vocab_size(teacher),
+            excluded_token_ids=list(excluded_token_ids) if excluded_token_ids is not None
+            else special_token_ids(teacher, processing_class))
+        self.noise_scheduler = MaskGITScheduler(mask_token_id=self.mask_token_id, masking_schedule=args.remask_schedule)
         pad_id = getattr(getattr(teacher, "config", None), "pad_token_id", None)
         super().__init__(model=model, args=args, data_collator=data_collator or DiMOConditionCollator(pad_id),
                          train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
@@ -197,22 +173,6 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         for layer in layers:
             layer.requires_grad_(False)
 
-    @staticmethod
-    def _real_vocab_size(teacher: nn.Module) -> int:
-        config = teacher.config
-        return int(getattr(config, "codebook_size", None) or getattr(config, "vocab_size", None)
-                   or logit_width(teacher))
-
-    def _excluded_ids(self, teacher: nn.Module, processing_class, given: list[int] | None) -> list[int]:
-        if given is not None:
-            return list(given)
-        if self.is_image:
-            return []
-        if processing_class is not None and hasattr(processing_class, "all_special_ids"):
-            return list(processing_class.all_special_ids)
-        config = teacher.config
-        return [i for i in (config.pad_token_id, config.bos_token_id, config.eos_token_id) if i is not None]
-
     def _trainable(self, role: str) -> dict[str, nn.Parameter]:
         """The trainable parameters of the generator or the auxiliary, by name."""
         if self.args.memory_mode == "lora":
@@ -239,107 +199,58 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
     def _peft(self) -> PeftModel:
         return self.accelerator.unwrap_model(self.model)
 
-    def _call(self, model: nn.Module, ids: torch.LongTensor, cond: _Conditions, null: bool = False) -> torch.Tensor:
-        kwargs = dict(cond.null_kwargs if null else cond.kwargs)
-        if self.is_image and getattr(self._base_config, "use_mask_ratio", False):
-            kwargs["mask_ratio"] = (ids == self.mask_token_id).float().mean(1)
-        return denoise(model, ids, cond.attention_mask, **kwargs)
-
-    @property
-    def _base_config(self):
-        model = self.accelerator.unwrap_model(self.model)
-        return model.get_base_model().config if isinstance(model, PeftModel) else model.config
+    @torch.no_grad()
+    def teacher_logits(self, ids: torch.LongTensor, cond: DenoiserConditions) -> torch.Tensor:
+        """z_φ(x̃_t, c), with classifier-free guidance uncond + w·(cond − uncond) when ``teacher_cfg_scale`` w ≠ 1
+        (the null condition of ``hf_dlm.denoiser``: the null class or caption, or for text the prompt masked)."""
+        teacher = self.teacher if self.teacher is not None else self._peft
+        adapters = self._peft.disable_adapter() if self.teacher is None else contextlib.nullcontext()
+        with adapters:
+            return conditional_denoise(teacher, ids, cond, self.args.teacher_cfg_scale, batched=False)
 
     @torch.no_grad()
-    def teacher_logits(self, ids: torch.LongTensor, cond: _Conditions, generated: torch.BoolTensor) -> torch.Tensor:
-        """z_φ(x̃_t, c) with classifier-free guidance uncond + w·(cond − uncond) when ``teacher_cfg_scale ≠ 1``."""
-        scale = self.args.teacher_cfg_scale
-
-        def run(model: nn.Module) -> torch.Tensor:
-            conditional = self._call(model, ids, cond)
-            if scale == 1.0:
-                return conditional
-            if self.is_image:
-                unconditional = self._call(model, ids, cond, null=True)
-            else:  # LLaDA's unsupervised CFG: the prompt is masked
-                unconditional = self._call(model, ids.masked_fill(~generated, self.mask_token_id), cond)
-            return unconditional + scale * (conditional - unconditional)
-
-        if self.teacher is not None:
-            return run(self.teacher)
-        with self._peft.disable_adapter():
-            return run(self._peft)
-
-    @torch.no_grad()
-    def auxiliary_logits(self, ids: torch.LongTensor, cond: _Conditions) -> torch.Tensor:
+    def auxiliary_logits(self, ids: torch.LongTensor, cond: DenoiserConditions) -> torch.Tensor:
         """z_ψ(x̃_t, c), without gradients."""
         if self.auxiliary is not None:
-            return self._call(self.auxiliary, ids, cond)
+            return conditional_denoise(self.auxiliary, ids, cond)
         peft = self._peft
         peft.set_adapter(AUXILIARY)
         try:
-            return self._call(peft, ids, cond)
+            return conditional_denoise(peft, ids, cond)
         finally:
             peft.set_adapter(GENERATOR)
 
     # ------------------------------------------------------------------ conditions and states
-    def _conditions(self, inputs: dict[str, torch.Tensor]) -> _Conditions:
-        device = self.args.device
-        if self.is_image:
-            config = self._base_config
-            if "class_labels" in inputs:
-                labels = inputs["class_labels"].to(device).long()
-                null = torch.full_like(labels, config.num_classes)
-                return _Conditions(len(labels), None, None, {"class_labels": labels}, {"class_labels": null})
-            if "text_input_ids" not in inputs:
-                raise ValueError("an image teacher needs `class_labels` or `text_input_ids` conditions.")
-            if self.text_encoder is None or self.null_text_input_ids is None:
-                raise ValueError("text-conditioned image distillation needs `text_encoder` and `null_text_input_ids`.")
-            captions = inputs["text_input_ids"].to(device)
-            null_ids = self.null_text_input_ids.to(device).expand(len(captions), -1)
-            with torch.no_grad():
-                outputs = [self.text_encoder(ids, output_hidden_states=True, return_dict=True)
-                           for ids in (captions, null_ids)]
-            kwargs, null_kwargs = ({"pooled_text_emb": o.text_embeds, "encoder_hidden_states": o.hidden_states[-2]}
-                                   for o in outputs)
-            return _Conditions(len(captions), None, None, kwargs, null_kwargs)
-        if "input_ids" not in inputs:
-            raise ValueError("a text teacher needs `input_ids` conditions (prompts; [BOS] for unconditional text).")
-        check_token_ids("input_ids", inputs["input_ids"], self.initial_state.vocab_size, dim=2,
-                        what="teacher's vocabulary")
-        prefix = inputs["input_ids"].to(device)
-        attention = inputs.get("attention_mask")
-        if attention is not None:
-            ones = attention.new_ones(len(prefix), self.args.generation_length)
-            attention = torch.cat([attention.to(device), ones.to(device)], dim=1)
-        return _Conditions(len(prefix), prefix, attention, {}, None)
+    def _conditions(self, inputs: dict[str, torch.Tensor]) -> DenoiserConditions:
+        """The batch's conditions c (prompts, class labels or captions) and, for teacher CFG, their null."""
+        if "input_ids" in inputs:
+            check_token_ids("input_ids", inputs["input_ids"], self.initial_state.vocab_size, dim=2,
+                            what="teacher's vocabulary")
+        if "text_input_ids" in inputs and (self.text_encoder is None or self.null_text_input_ids is None):
+            raise ValueError("caption conditions need `text_encoder` and `null_text_input_ids` (the empty caption).")
+        with torch.no_grad():
+            return build_conditions(
+                self.model, prompt_ids=inputs.get("input_ids"), attention_mask=inputs.get("attention_mask"),
+                generation_length=self.generation_length, class_labels=inputs.get("class_labels"),
+                caption_ids=inputs.get("text_input_ids"), text_encoder=self.text_encoder,
+                null_caption_ids=self.null_text_input_ids, with_null=self.args.teacher_cfg_scale != 1.0,
+                device=self.args.device)
 
-    def _generated_length(self) -> int:
-        if self.is_image:
-            return int(self._base_config.sample_size) ** 2
-        return int(self.args.generation_length)
-
-    def draw_initial_state(self, cond: _Conditions) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    def draw_initial_state(self, cond: DenoiserConditions) -> tuple[torch.LongTensor, torch.BoolTensor]:
         """x_init ~ p_init behind the prompt (Algorithm 1, line 4) and the mask of generated positions."""
-        body = self.initial_state.sample(cond.batch, self._generated_length(), self.mask_token_id, self.args.device)
-        if cond.prefix is None:
+        body = self.initial_state.sample(cond.batch_size, cond.generated_length, self.mask_token_id, self.args.device)
+        if cond.prompt_ids is None:
             return body, torch.ones_like(body, dtype=torch.bool)
-        ids = torch.cat([cond.prefix, body], dim=1)
+        ids = torch.cat([cond.prompt_ids, body], dim=1)
         generated = torch.zeros_like(ids, dtype=torch.bool)
-        generated[:, cond.prefix.shape[1]:] = True
+        generated[:, cond.prompt_length:] = True
         return ids, generated
 
     def remask(self, x0: torch.LongTensor, generated: torch.BoolTensor
                ) -> tuple[torch.LongTensor, torch.BoolTensor, torch.Tensor]:
         """x̃_t ~ q_t|0(· | x0): per row a ratio r_t from ``remask_schedule``, every generated position masked
         independently with probability r_t (at least one per row). Returns (x̃_t, masked, r_t)."""
-        batch = x0.shape[0]
-        u = torch.rand(batch, 1, device=x0.device)
-        ratio = mask_ratio_schedule(u, _SCHEDULE_NAMES[self.args.remask_schedule]).clamp(0.0, 1.0)
-        scores = torch.rand(x0.shape, device=x0.device).masked_fill(~generated, 2.0)
-        masked = (scores < ratio) & generated
-        masked |= (scores == scores.min(dim=1, keepdim=True).values) & generated
-        return x0.masked_fill(masked, self.mask_token_id), masked, ratio.view(-1)
+        return self.noise_scheduler.add_noise(x0, positions=generated, return_mask=True)
 
     def _weights(self, ratio: torch.Tensor, length: int) -> torch.Tensor | None:
         if self.args.loss_weighting == "constant":
@@ -364,12 +275,12 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         samples = torch.multinomial(logits.softmax(-1).view(-1, logits.shape[-1]), 1).view(x_init.shape)
         return torch.where(generated, samples, x_init)
 
-    def generator_forward(self, model: nn.Module, cond: _Conditions) -> tuple[torch.Tensor, torch.LongTensor,
+    def generator_forward(self, model: nn.Module, cond: DenoiserConditions) -> tuple[torch.Tensor, torch.LongTensor,
                                                                               torch.BoolTensor]:
         """(z_θ(x_init, c), x_init, generated positions), with the embedding perturbation of p_init."""
         x_init, generated = self.draw_initial_state(cond)
         with embedding_noise(model, self.initial_state.embedding_noise_std, generated):
-            logits = self._call(model, x_init, cond)
+            logits = conditional_denoise(model, x_init, cond)
         return logits, x_init, generated
 
     # ------------------------------------------------------------------ the losses
@@ -381,7 +292,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         logits, x_init, generated = self.generator_forward(model, cond)
         x_theta = self.sample_tokens(logits, x_init, generated, args.generator_temperature)
         noisy, masked, ratio = self.remask(x_theta, generated)
-        teacher = self.teacher_logits(noisy, cond, generated)
+        teacher = self.teacher_logits(noisy, cond)
         auxiliary = self.auxiliary_logits(noisy, cond)
         gradient = divergence_gradient(teacher, auxiliary, self.divergence, args.jeffreys_beta)
         weights = self._weights(ratio, int(generated.sum(1).max()))
@@ -406,7 +317,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             self._metrics["auxiliary_loss"].append(self.auxiliary_step(x_theta, generated, cond))
         return loss
 
-    def auxiliary_step(self, x_theta: torch.LongTensor, generated: torch.BoolTensor, cond: _Conditions) -> float:
+    def auxiliary_step(self, x_theta: torch.LongTensor, generated: torch.BoolTensor, cond: DenoiserConditions) -> float:
         """One update of ψ: masked-token cross-entropy (label-smoothed) of the auxiliary on x̃_t' ~ q(·|x_θ)."""
         args: DiMOConfig = self.args
         noisy, masked, _ = self.remask(x_theta, generated)
@@ -418,7 +329,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             model = self._auxiliary_wrapped if self._auxiliary_wrapped is not None else self.auxiliary
             model.train()
         try:
-            logits = self._call(model, noisy, cond)
+            logits = conditional_denoise(model, noisy, cond)
             loss = F.cross_entropy(logits[masked].float(), x_theta[masked],
                                    label_smoothing=args.auxiliary_label_smoothing)
             loss.backward()
@@ -457,21 +368,21 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             logits, x_init, generated = self.generator_forward(model, cond)
         model.train(was_training)
         tokens = self.sample_tokens(logits, x_init, generated, self.args.generator_temperature)
-        return tokens[generated].view(cond.batch, -1)
+        return tokens[generated].view(cond.batch_size, -1)
 
     @torch.no_grad()
     def _default_sample_metrics(self, samples: torch.LongTensor, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
         """Teacher pseudo-NLL: the teacher's cross-entropy on half of the sample's tokens (a fixed random half)
         given the rest; and the mean per-sample unigram entropy."""
         cond = self._conditions(inputs)
-        ids = samples if cond.prefix is None else torch.cat([cond.prefix, samples], dim=1)
+        ids = samples if cond.prompt_ids is None else torch.cat([cond.prompt_ids, samples], dim=1)
         generated = torch.zeros_like(ids, dtype=torch.bool)
         generated[:, ids.shape[1] - samples.shape[1]:] = True
         gen = torch.Generator().manual_seed(0)
         masked = (torch.rand(ids.shape, generator=gen) < 0.5).to(ids.device) & generated
-        logits = self.teacher_logits(ids.masked_fill(masked, self.mask_token_id), cond, generated)
+        logits = self.teacher_logits(ids.masked_fill(masked, self.mask_token_id), cond)
         nll = F.cross_entropy(logits[masked].float(), ids[masked])
-        counts = F.one_hot(samples, logit_width(self._peft if self.teacher is None else self.teacher)).sum(1).float()
+        counts = F.one_hot(samples, logit_width(self.model)).sum(1).float()
         probs = counts / counts.sum(-1, keepdim=True)
         entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1).mean()
         return {"teacher_pseudo_nll": float(nll), "unigram_entropy": float(entropy)}
@@ -553,17 +464,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             student.delete_adapter(AUXILIARY)
             student = student.merge_and_unload()
         student.requires_grad_(False).eval()
-        settings = self.initial_state.to_dict()
-        if isinstance(student, PreTrainedModel):
-            student.config.dimo_initial_state = settings
-            if getattr(student, "generation_config", None) is not None and hasattr(student.generation_config, "steps"):
-                student.generation_config.steps = 1
-                student.generation_config.block_length = None
-                student.generation_config.max_new_tokens = self.args.generation_length
-                student.generation_config.temperature = self.args.generator_temperature
-                student.generation_config.do_sample = True
-        else:
-            student.register_to_config(dimo_initial_state=settings)
+        self.initial_state.attach_to(student, self.args.generation_length, self.args.generator_temperature)
         return student
 
     def save_generator(self, output_dir: str | os.PathLike, use_ema: bool = True) -> nn.Module:
@@ -574,4 +475,4 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         return student
 
 
-__all__ = ["DiMOTrainer", "logit_width"]
+__all__ = ["DiMOTrainer"]
