@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import hf_dlm  # noqa: E402,F401
 from _common import RESULTS, machine, markdown_table, write_json  # noqa: E402
 from hf_dlm.evaluation.digits import DigitsSplit, image_metrics, load_digits_task  # noqa: E402
-from hf_dlm.pipelines.digits import (build_digits_pipeline, evaluate_digits_pipeline, save_digit_grid,  # noqa: E402
+from hf_dlm.recipes.digits import (build_digits_pipeline, evaluate_digits_pipeline, save_digit_grid,  # noqa: E402
                                      train_digits_pipeline)
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import hf_dlm  # noqa: E402,F401
 from _common import RESULTS, machine, markdown_table, median_seconds, sample_mdm, write_json  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
-from hf_dlm.evaluation.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
+from hf_dlm.recipes.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
 from hf_dlm.evaluation.text_metrics import data_reference, text_metrics  # noqa: E402
 from hf_dlm.training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
@@ -177,7 +177,7 @@ def real_digits_row(per_class: int, draws: int = 5) -> dict:
 def image_task(args) -> dict:
     from hf_dlm import MaskedImagePipeline
     from hf_dlm.evaluation.digits import CAPTION_TEMPLATES, caption, image_metrics
-    from hf_dlm.pipelines.digits import generate_digits, load_digits_pipeline, save_digit_grid
+    from hf_dlm.recipes.digits import generate_digits, load_digits_pipeline, save_digit_grid
 
     pipe = load_digits_pipeline()
     pipe.set_progress_bar_config(disable=True)

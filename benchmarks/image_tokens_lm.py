@@ -44,13 +44,13 @@ from _common import RESULTS, machine, markdown_table, write_json  # noqa: E402
 from hf_dlm._io import save_atomically  # noqa: E402
 from hf_dlm.evaluation.digits import NUM_LEVELS, digits_vqvae, image_metrics, load_digits_task  # noqa: E402
 from hf_dlm.evaluation.oracle import FUNCTION_WORDS, OracleLanguage  # noqa: E402
-from hf_dlm.evaluation.reference import cache_root, count_parameters  # noqa: E402
+from hf_dlm.recipes.reference import cache_root, count_parameters  # noqa: E402
 from hf_dlm.evaluation.text_metrics import text_metrics  # noqa: E402
 from hf_dlm.multimodal import (ImageTextCollator, ImageTokenMap, ModalitySplitTrainer,  # noqa: E402
                                ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment,
                                forgetting_probe, nearest_text_tokens)
 from hf_dlm.pipelines import AutoregressiveImagePipeline  # noqa: E402
-from hf_dlm.pipelines.digits import evaluate_digits_pipeline, load_digits_pipeline, render_digit_grid  # noqa: E402
+from hf_dlm.recipes.digits import evaluate_digits_pipeline, load_digits_pipeline, render_digit_grid  # noqa: E402
 
 SEQ_LEN = 64  # words per pre-training sequence
 GRID = (8, 8)

@@ -38,7 +38,7 @@ from _common import RESULTS, machine, markdown_table, median_seconds, sample_ar,
 from hf_dlm import (LogitFMConfig, LogitFMGenerationConfig, LogitFMModel, LogitFMTrainer,  # noqa: E402
                     LogitFMTrainingArguments)
 from hf_dlm._io import save_atomically  # noqa: E402
-from hf_dlm.evaluation.reference import (REFERENCE_TOP_P, cache_root, count_parameters, get_settings,  # noqa: E402
+from hf_dlm.recipes.reference import (REFERENCE_TOP_P, cache_root, count_parameters, get_settings,  # noqa: E402
                                          load_reference, oracle_and_tokenizer)
 from hf_dlm.evaluation.text_metrics import text_metrics  # noqa: E402
 from hf_dlm.training import TokenIdsDataset  # noqa: E402

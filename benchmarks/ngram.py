@@ -40,7 +40,7 @@ from _common import RESULTS, machine, markdown_table, median_seconds, sample_mdm
 from hf_dlm import LLaDAConfig, LLaDAModelLM  # noqa: E402
 from hf_dlm._io import save_atomically  # noqa: E402
 from hf_dlm.evaluation.likelihood import heldout_nll  # noqa: E402
-from hf_dlm.evaluation.reference import (REFERENCE_TOP_P, ReferenceSettings, _train, cache_root,  # noqa: E402
+from hf_dlm.recipes.reference import (REFERENCE_TOP_P, ReferenceSettings, _train, cache_root,  # noqa: E402
                                          count_parameters, oracle_and_tokenizer, teacher_generation_config)
 from hf_dlm.evaluation.text_metrics import text_metrics  # noqa: E402
 from hf_dlm.modules.ngram import hash_ngrams, ngram_parameter_budget  # noqa: E402

@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import hf_dlm  # noqa: E402,F401
 from _common import markdown_table, machine, median_seconds, sample_ar, sample_mdm, write_json, RESULTS  # noqa: E402
-from hf_dlm.evaluation.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
+from hf_dlm.recipes.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
 from hf_dlm.evaluation.text_metrics import data_reference, text_metrics  # noqa: E402
 

@@ -28,7 +28,7 @@ import hf_dlm  # noqa: E402,F401
 from _common import RESULTS, machine, markdown_table, sample_mdm, write_json  # noqa: E402
 from hf_dlm.evaluation.likelihood import elbo_log_likelihood  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
-from hf_dlm.evaluation.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
+from hf_dlm.recipes.reference import REFERENCE_TOP_P, get_settings, load_reference  # noqa: E402
 from hf_dlm.evaluation.text_metrics import text_metrics  # noqa: E402
 from hf_dlm.quantization import QuantDLLMConfig, QuantDLLMQuantizer, quantization_report  # noqa: E402
 from hf_dlm.quantization.quantizer import default_modules_to_not_convert  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--size", default="bench", help="reference build: tiny | bench")
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--abmp-fraction", type=float, default=0.125,
-                        help="the paper's 0.05 promotes no block of a 4-12 block layer; see the README")
+                        help="the paper's 0.05 promotes no block of a 4-12 block layer; see docs/quant_dllm.md")
     parser.add_argument("--importance-factor", type=float, default=2.0)
     parser.add_argument("--rsr-iterations", type=int, default=15)
     parser.add_argument("--calibration-sequences", type=int, default=128)

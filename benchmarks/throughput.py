@@ -29,7 +29,7 @@ def _measure(kind: str, batch: int, length: int, tokens_per_step: int, repeats: 
     import hf_dlm  # noqa: F401
     from _common import median_seconds
     from hf_dlm import LLaDAModelLM
-    from hf_dlm.evaluation.reference import REFERENCE_SETTINGS, ar_config, count_parameters, oracle_and_tokenizer, \
+    from hf_dlm.recipes.reference import REFERENCE_SETTINGS, ar_config, count_parameters, oracle_and_tokenizer, \
         teacher_config
 
     settings = REFERENCE_SETTINGS["bench"]

@@ -4,7 +4,7 @@ Di[M]O, Quant-dLLM and Logit-FM work starts from — and report its quality and 
     .venv/bin/python examples/train_oracle_teacher.py --size bench --output-dir outputs/teacher-bench
     .venv/bin/python examples/train_oracle_teacher.py --size tiny                  # seconds
 
-The settings live in `hf_dlm.evaluation.reference.REFERENCE_SETTINGS`; `load_reference("teacher", size)` returns the
+The settings live in `hf_dlm.recipes.reference.REFERENCE_SETTINGS`; `load_reference("teacher", size)` returns the
 same model from the cache ($HF_DLM_CACHE, default ~/.cache/hf_dlm) after the first build.
 """
 
@@ -16,7 +16,7 @@ import torch
 import hf_dlm  # noqa: F401
 from hf_dlm._io import save_atomically
 from hf_dlm.evaluation import heldout_nll, text_metrics
-from hf_dlm.evaluation.reference import get_settings, load_reference, oracle_and_tokenizer
+from hf_dlm.recipes.reference import get_settings, load_reference, oracle_and_tokenizer
 from hf_dlm.evaluation.text_metrics import data_reference
 
 

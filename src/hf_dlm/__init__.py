@@ -16,46 +16,51 @@ from ._registration import register as _register
 
 __version__ = "0.1.0"
 
-# public name → module that defines it (imported on first access: start-up time)
+# public name → module that defines it (imported on first access: start-up time). Core first: the models, their
+# generation, training, evaluation and quantization; then the denoiser contract, model options, schedulers and
+# pipelines. Multimodal names (image tokens in a causal LM) live under ``hf_dlm.multimodal``.
 _EXPORTS: dict[str, str] = {
-    "AutoregressiveImagePipeline": ".pipelines",
-    "ConditionDataset": ".training.dimo",
-    "DiMOConfig": ".training.dimo",
-    "DiMOTrainer": ".training.dimo",
-    "DreamConfig": ".models.dream.configuration_dream",
-    "DreamForMaskedLM": ".models.dream.modeling_dream",
-    "DreamModel": ".models.dream.modeling_dream",
-    "ImageSpanLogitsProcessor": ".multimodal",
-    "ImageTextCollator": ".multimodal",
-    "ImageTokenMap": ".multimodal",
+    # models
     "LLaDAConfig": ".models.llada.configuration_llada",
     "LLaDAModel": ".models.llada.modeling_llada",
     "LLaDAModelLM": ".models.llada.modeling_llada",
+    "DreamConfig": ".models.dream.configuration_dream",
+    "DreamModel": ".models.dream.modeling_dream",
+    "DreamForMaskedLM": ".models.dream.modeling_dream",
     "LogitFMConfig": ".models.logit_fm.configuration_logit_fm",
+    "LogitFMModel": ".models.logit_fm.modeling_logit_fm",
+    "MaskedImageTransformer": ".models.masked_image",
+    # generation
+    "MaskedDiffusionGenerationConfig": ".generation",
+    "MaskedDiffusionGenerationOutput": ".generation",
     "LogitFMGenerationConfig": ".generation.logit_fm",
     "LogitFMGenerationOutput": ".generation.logit_fm",
-    "LogitFMModel": ".models.logit_fm.modeling_logit_fm",
+    "logit_fm_generate": ".generation.logit_fm",
+    # training
+    "MaskedDiffusionTrainer": ".training",
+    "MaskedDiffusionTrainingArguments": ".training",
+    "DiMOConfig": ".training.dimo",
+    "DiMOTrainer": ".training.dimo",
+    "ConditionDataset": ".training.dimo",
     "LogitFMTrainer": ".training.logit_fm",
     "LogitFMTrainingArguments": ".training.logit_fm",
-    "MaskedDiffusionGenerationConfig": ".generation",
+    # evaluation
+    "elbo_log_likelihood": ".evaluation",
+    # quantization
+    "QuantDLLMConfig": ".quantization",
+    "QuantDLLMQuantizer": ".quantization",
+    "QuantDLLMLinear": ".quantization",
+    # the denoiser contract
+    "denoise": ".denoiser",
+    "guided_denoise": ".denoiser",
+    "get_mask_token_id": ".denoiser",
+    # model options, schedulers, pipelines
+    "NgramEmbeddingConfig": ".modules",
+    "NgramEmbedding": ".modules",
+    "NgramIdCache": ".modules",
     "MaskGITScheduler": ".schedulers",
     "MaskedImagePipeline": ".pipelines",
-    "MaskedImageTransformer": ".models.masked_image",
-    "ModalitySplitTrainer": ".multimodal",
-    "ModalitySplitTrainingArguments": ".multimodal",
-    "NgramEmbedding": ".modules",
-    "NgramEmbeddingConfig": ".modules",
-    "NgramIdCache": ".modules",
-    "QuantDLLMConfig": ".quantization",
-    "QuantDLLMLinear": ".quantization",
-    "QuantDLLMQuantizer": ".quantization",
-    "MaskedDiffusionGenerationOutput": ".generation",
-    "add_image_tokens": ".multimodal",
-    "contrastive_alignment": ".multimodal",
-    "denoise": ".denoiser",
-    "forgetting_probe": ".multimodal",
-    "get_mask_token_id": ".denoiser",
-    "logit_fm_generate": ".generation.logit_fm",
+    "AutoregressiveImagePipeline": ".pipelines",
 }
 
 __all__ = list(_EXPORTS)
@@ -82,18 +87,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the names above, for type checkers and IDEs
-    from .denoiser import denoise, get_mask_token_id
+    from .denoiser import denoise, get_mask_token_id, guided_denoise
+    from .evaluation import elbo_log_likelihood
     from .generation import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationOutput
     from .generation.logit_fm import LogitFMGenerationConfig, LogitFMGenerationOutput, logit_fm_generate
     from .models import (DreamConfig, DreamForMaskedLM, DreamModel, LLaDAConfig, LLaDAModel, LLaDAModelLM,
                          LogitFMConfig, LogitFMModel, MaskedImageTransformer)
     from .modules import NgramEmbedding, NgramEmbeddingConfig, NgramIdCache
-    from .multimodal import (ImageSpanLogitsProcessor, ImageTextCollator, ImageTokenMap, ModalitySplitTrainer,
-                             ModalitySplitTrainingArguments, add_image_tokens, contrastive_alignment,
-                             forgetting_probe)
     from .pipelines import AutoregressiveImagePipeline, MaskedImagePipeline
     from .quantization import QuantDLLMConfig, QuantDLLMLinear, QuantDLLMQuantizer
     from .schedulers import MaskGITScheduler
+    from .training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments
     from .training.dimo import ConditionDataset, DiMOConfig, DiMOTrainer
     from .training.logit_fm import LogitFMTrainer, LogitFMTrainingArguments
 

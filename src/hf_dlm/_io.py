@@ -454,12 +454,12 @@ def save_atomically(output_dir: str | Path, *objects: Any, extra_files: dict[str
             fault_point(f"saved {type(obj).__name__}")
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text)
-        if objects and (staging / "README.md").is_file():
-            # an hf-dlm card was written before the tokenizer was saved: rewrite it, with a snippet that loads the
+        write_card = getattr(objects[0], "_write_model_card", None) if objects else None
+        if write_card is not None and (staging / "README.md").is_file():
+            # an hf-dlm card was written before the tokenizer was saved: the artifact (our models' and pipelines'
+            # sharing mixins, which use hf_dlm.hub above this module) rewrites it, with a snippet that loads the
             # tokenizer when there is one
-            from .hub.cards import write_model_card  # function-local: _io sits below hub
-
-            write_model_card(objects[0], staging, repo_id=_real(output_dir).name)
+            write_card(staging, repo_id=_real(output_dir).name)
             fault_point("card written")
     return output_dir
 
@@ -475,6 +475,7 @@ class AtomicCheckpointMixin:
     writes into the same staging folder (its stamp is the step) and the main process swaps it in after a barrier."""
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # start-up time: trainer_utils imports torch (~5 s); _io is also imported by the torch-free hf_dlm.hub
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
         run_dir = _real(self._get_output_dir(trial=trial))
@@ -493,7 +494,7 @@ class AtomicCheckpointMixin:
             if self.state.best_model_checkpoint == staged:
                 self.state.best_model_checkpoint = str(target)
                 if main:  # the state was written with the staging path
-                    from transformers.trainer import TRAINER_STATE_NAME
+                    from transformers.trainer import TRAINER_STATE_NAME  # start-up time, as above
 
                     self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
             self.accelerator.wait_for_everyone()

@@ -50,6 +50,12 @@ TEXT_TO_IMAGE = "hf_dlm.pipelines.text_to_image"
 DIFFUSERS_COMPONENT_MODULES = {"hf_dlm.models.masked_image.modeling_masked_image": "ModelMixin",
                                "hf_dlm.schedulers.scheduling_maskgit": "SchedulerMixin"}
 
+# the pipelines hf-dlm saves: the class name a saved pipeline's model_index.json records → the module defining it.
+# ``hf_dlm.hub.load_artifact`` loads a saved pipeline through this table, as transformers' Auto classes load our
+# models, so the sharing code sits below the pipelines (a test keeps it equal to ``hf_dlm.pipelines``'s classes)
+PIPELINE_CLASSES = {"AutoregressiveImagePipeline": "hf_dlm.pipelines.pipeline_autoregressive_image",
+                    "MaskedImagePipeline": "hf_dlm.pipelines.pipeline_masked_image"}
+
 # (config module, config class, {Auto class name: (model module, model class)})
 ARCHITECTURES: tuple[tuple[str, str, dict[str, tuple[str, str]]], ...] = (
     ("hf_dlm.models.llada.configuration_llada", "LLaDAConfig",
@@ -256,6 +262,7 @@ def _swap_in_mapping(mapping: Any, key: Any, stand_in: type) -> Callable[[type],
 
 
 def _register_configs() -> None:
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING, AutoConfig
 
     for config_module, config_name, _ in ARCHITECTURES:
@@ -268,6 +275,7 @@ def _register_configs() -> None:
 
 
 def _register_models() -> None:
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from transformers.models.auto import modeling_auto
 
     for config_module, config_name, models in ARCHITECTURES:
@@ -282,6 +290,7 @@ def _register_models() -> None:
 
 
 def _register_quantizer() -> None:
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
 
     # written into the two dicts as `register_quantization_config`/`register_quantizer` do (those check
@@ -302,6 +311,7 @@ def _register_quantizer() -> None:
 
 
 def _register_text_to_image() -> None:
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from transformers.pipelines import PIPELINE_REGISTRY
 
     if "text-to-image" in PIPELINE_REGISTRY.get_supported_tasks():
@@ -331,6 +341,7 @@ def _register_diffusers_library() -> None:
     ``DiffusionPipeline.from_pretrained("org/name")`` from the Hub refuses a module path that is not a known library
     unless the repository ships it as a custom ``.py`` file. Registering the module paths lets our pipelines be
     pulled by hub id without ``trust_remote_code``; the saved format is unchanged."""
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from diffusers.pipelines import pipeline_loading_utils
 
     methods = ["save_pretrained", "from_pretrained"]
@@ -342,6 +353,7 @@ def _register_lm_eval_model() -> None:
     """The lm-evaluation-harness model ``hf-dlm``, as a placeholder the harness imports when the name is asked for
     (``simple_evaluate(model="hf-dlm")``). Written once the harness has loaded its own model table: its registry
     loads that table only while it is empty."""
+    # start-up time: runs once the registry's module has been imported (when_imported); never imports it first
     from lm_eval.api.registry import model_registry
 
     name, target = LM_EVAL_MODEL

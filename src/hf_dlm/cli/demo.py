@@ -34,7 +34,7 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._demo import run_demo, run_image_demo
+    from ..recipes.demo import run_demo, run_image_demo
 
     run_demo(output_dir=args.output_dir, max_steps=args.max_steps, max_seconds=args.max_seconds,
              batch_size=args.batch_size, seed=args.seed, report=print)

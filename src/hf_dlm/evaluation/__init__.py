@@ -1,5 +1,5 @@
-"""Evaluation: the oracle language and its exact text metrics, the digits image task, the Monte-Carlo ELBO, and the
-reference models every benchmark compares against."""
+"""Evaluation: the oracle language and its exact text metrics, the digits image task and its metrics, and the
+Monte-Carlo ELBO. The reference models every benchmark compares against are trained by ``hf_dlm.recipes.reference``."""
 
 from .digits import ImageMetrics, image_metrics, load_digits_task
 from .likelihood import ELBOEstimate, elbo_log_likelihood, heldout_nll

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,6 +48,7 @@ class DigitsSplit:
 @functools.lru_cache(maxsize=2)
 def load_digits_task(held_out_fraction: float = 0.25, seed: int = 0) -> tuple[DigitsSplit, DigitsSplit]:
     """The fixed (train, held-out) split, stratified by class. Captions cycle through the templates."""
+    # start-up time: scikit-learn costs ~1.5 s and hf_dlm.evaluation (the ELBO, the oracle) is used without digits
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -216,7 +218,7 @@ def digits_vqvae():
     codebook values ``c_k = SiLU⁻¹(k / 16)``, the ``conv_out`` after the SiLU returns ``k / 16`` in every RGB channel.
     No downsampling: one token per pixel (``vae_scale_factor`` 1).
     """
-    from diffusers import VQModel
+    from diffusers import VQModel  # start-up time: diffusers costs seconds; the metrics themselves need no diffusers
 
     model = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
                     up_block_types=("UpDecoderBlock2D",), block_out_channels=(32,), layers_per_block=1,
@@ -240,8 +242,6 @@ def digits_vqvae():
 
 def pixels_to_levels(images) -> torch.LongTensor:
     """Decoded images (PIL list, numpy (N, 8, 8, C) in [0, 1], or torch (N, C, 8, 8)) back to grey-level tokens."""
-    import numpy as np
-
     if isinstance(images, list):
         array = np.stack([np.asarray(im, dtype=np.float64)[..., 0] / 255.0 for im in images])
     elif isinstance(images, np.ndarray):

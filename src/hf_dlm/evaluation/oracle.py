@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 FUNCTION_WORDS = (
     ".", ",", "the", "a", "and", "of", "to", "in", "is", "was", "on", "with",
@@ -186,9 +188,6 @@ class OracleLanguage:
         """A word-level ``PreTrainedTokenizerFast`` built in-process: word *i* has token id *i*, then the special
         tokens ``<pad> <mask> <eos> <bos> <unk>`` (ids ``num_words`` … ``num_words + 4``). Decoded text starts with
         a space (each word token carries the space before it)."""
-        from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-        from transformers import PreTrainedTokenizerFast
-
         vocab = {_SPACE + word: i for i, word in enumerate(self.words)}
         vocab.update(self.special_token_ids)
         backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

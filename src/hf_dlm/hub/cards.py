@@ -44,7 +44,7 @@ METRIC_NAMES: dict[str, tuple[str, str]] = {
 
 # ---------------------------------------------------------------------------------------------------- what it is
 def _is_pipeline(artifact: Any) -> bool:
-    from diffusers import DiffusionPipeline
+    from diffusers import DiffusionPipeline  # start-up time: diffusers costs seconds; hf_dlm.hub imports no torch
 
     return isinstance(artifact, DiffusionPipeline)
 
@@ -255,7 +255,7 @@ def card_context(artifact: Any, *, repo_id: str, kind: str | None = None, has_to
         fields["initial_state"] = _json_block(initial_state)
         settings["dimo_initial_state"] = initial_state
     if kind == "quant-dllm":
-        from ..quantization import quantization_report
+        from ..quantization import quantization_report  # start-up time: imports torch and transformers.quantizers
 
         report = quantization_report(artifact)
         fields["summary"] = "\n".join(line for line in fields["summary"].splitlines() if "parameters:" not in line)

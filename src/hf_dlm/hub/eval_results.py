@@ -17,7 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._io import replace_file
-from .cards import merge_eval_results
+from .cards import merge_eval_results, model_card
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,6 @@ def _new_card(folder: Path, results: list[EvalResult], model_name: str, artifact
     minimal card holding the metadata."""
     if artifact is not None:
         try:
-            from .cards import model_card
-
             return str(model_card(artifact, repo_id=model_name, has_tokenizer=(folder / "tokenizer_config.json")
                                   .is_file(), eval_results=results))
         except ValueError as error:  # not an artifact hf-dlm writes cards for

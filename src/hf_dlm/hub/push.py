@@ -8,6 +8,7 @@ a temporary folder and uploads it with a single ``HfApi.upload_folder`` call; ou
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import tempfile
@@ -17,8 +18,10 @@ from typing import Any
 from huggingface_hub import CommitInfo, HfApi, ModelCard
 from transformers.utils import logging
 
+from .._registration import PIPELINE_CLASSES
 from .cache import artifact_kind, check_repo_id
 from .cards import LIBRARY_NAME, write_model_card
+from .remote_code import AUTO_CLASSES
 
 logger = logging.get_logger(__name__)
 
@@ -26,20 +29,18 @@ _FROM_PRETRAINED = re.compile(r'from_pretrained\("([^"]+)"\)')
 
 
 def load_artifact(folder: str | Path) -> Any:
-    """Load a saved hf-dlm model or pipeline folder with the class that wrote it."""
+    """Load a saved hf-dlm model or pipeline folder with the class that wrote it.
+
+    Models load through transformers' ``AutoModelForCausalLM`` and pipelines through the table of pipeline classes
+    in ``hf_dlm._registration`` (this module sits below ``hf_dlm.pipelines``, whose classes use it to share)."""
     kind = artifact_kind(folder)
     if kind.startswith("pipeline:"):
-        from .. import pipelines
-
         name = kind.split(":", 1)[1]
-        cls = getattr(pipelines, name, None)
-        if cls is None:
+        if name not in PIPELINE_CLASSES:
             raise ValueError(f"`folder` {str(folder)!r} holds a {name}, which is not an hf-dlm pipeline "
-                             f"(known: AutoregressiveImagePipeline, MaskedImagePipeline).")
-        return cls.from_pretrained(folder)
-    from transformers import AutoModelForCausalLM
-
-    from .remote_code import AUTO_CLASSES
+                             f"(known: {', '.join(sorted(PIPELINE_CLASSES))}).")
+        return getattr(importlib.import_module(PIPELINE_CLASSES[name]), name).from_pretrained(folder)
+    from transformers import AutoModelForCausalLM  # start-up time: the Auto classes import torch; hf_dlm.hub does not
 
     model_type = kind.split(":", 1)[1]
     if model_type not in AUTO_CLASSES:

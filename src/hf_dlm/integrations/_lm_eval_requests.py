@@ -53,7 +53,7 @@ def rolling_windows(token_ids: list[int], prefix_token_id: int | None, max_lengt
     window scores the first tokens after ``prefix_token_id`` (BOS, else EOS, else nothing), each later window the
     next tokens after the one token before them. For a masked diffusion model the log-likelihood of a document is the
     sum of the windows' ELBOs of log p(target | context)."""
-    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # optional dependency (eval extra)
 
     if max_length < 2:
         raise ValueError(f"`max_length` must be >= 2 for rolling windows, got {max_length}.")

@@ -7,8 +7,9 @@ reported without a warning. This backend scores likelihoods the way the diffusio
   arXiv:2502.09992, eq. 6 and Appendix B.6 — :func:`hf_dlm.evaluation.elbo_log_likelihood`): ``mc_num`` samples,
   ``batch_size`` per forward pass with stratified mask counts, optional unsupervised CFG (``cfg``). ``is_greedy``
   unmasks the continuation greedily, one token per pass at the most confident position, and compares (LLaDA's
-  ``is_check_greedy``). Every request draws from a generator seeded with ``seed``: the same pair always gets the same
-  score, and the choices of a multiple-choice question share their random masks (common random numbers).
+  ``is_check_greedy``). Every request draws from a generator seeded with ``seed`` and its context
+  (:meth:`DiffusionLM.request_generator`): the same pair always gets the same score, the choices of a multiple-choice
+  question share their random masks (common random numbers), different questions draw independent ones.
 * ``loglikelihood_rolling``: the sum of the ELBOs of the harness's disjoint rolling windows.
 * ``generate_until``: ``generate()`` with the model's own sampler and saved generation config, ``max_gen_toks`` as
   ``max_new_tokens``, ``until`` applied to the decoded text, ``temperature`` / ``do_sample`` honoured, every other key
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (fills the harness's model registry first: it loads its models only while empty)
@@ -41,6 +43,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ..denoiser import get_mask_token_id, guided_denoise
 from ..evaluation.likelihood import elbo_log_likelihood
@@ -155,8 +158,6 @@ class DiffusionLM(LM):
 
     # ------------------------------------------------------------------ loading
     def _load(self, pretrained: Any, tokenizer: Any, dtype: Any) -> tuple[Any, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-
         if isinstance(pretrained, PreTrainedModel):
             model = pretrained if dtype == "auto" else pretrained.to(dtype)
             name = getattr(model, "name_or_path", None)
@@ -244,14 +245,18 @@ class DiffusionLM(LM):
                 "flow from Dirichlet noise; it has no masked-denoiser ELBO and no tractable likelihood here. "
                 "Evaluate it on generation tasks.")
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
+    def request_generator(self, context: list[int]) -> torch.Generator:
+        """The generator a likelihood request draws its masks from: seeded by ``seed`` and the context's token ids,
+        so a pair always gets the same score, the choices of one question share their masks (common random numbers:
+        their comparison has less variance) and different questions draw independent masks."""
+        digest = zlib.crc32(",".join(map(str, context)).encode())
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + digest) % 2**63)
 
     def _elbo(self, context: list[int], target: list[int]) -> float:
         estimate = elbo_log_likelihood(self.model, torch.tensor(context, dtype=torch.long),
                                        torch.tensor(target, dtype=torch.long), mc_samples=self.mc_num,
                                        batch_size=self.batch_size, cfg_scale=self.cfg or 0.0,
-                                       generator=self._generator())
+                                       generator=self.request_generator(context))
         score = float(estimate.log_likelihood)
         if not math.isfinite(score):
             raise FloatingPointError(f"the ELBO of a {len(target)}-token continuation is {score}: the model's logits "

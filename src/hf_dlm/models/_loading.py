@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers.utils import cached_file, logging
 
 logger = logging.get_logger(__name__)
@@ -105,8 +106,6 @@ def check_safetensors_files(files: Iterable[str | os.PathLike] | None) -> None:
     (``.bin``, ``.gguf``) are left to their loaders."""
     if not files:
         return
-    from safetensors import safe_open  # only when weights are read: the config modules import this module too
-
     for path in files:
         path = os.fspath(path)
         if not path.endswith(".safetensors"):
@@ -274,8 +273,6 @@ class StrictLoadingMixin(_StrictFromPretrained):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any,
                         **kwargs: Any) -> Any:
-        from safetensors import SafetensorError  # only when weights are read: the config modules import this module
-
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except SafetensorError:

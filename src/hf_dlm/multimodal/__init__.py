@@ -1,5 +1,5 @@
-"""Image tokens in a pretrained language model (seed 003, "Pre-trained Language Models Do Not Help Auto-regressive
-Text-to-Image Generation"): vocabulary extension, contrastive alignment initialisation, the paper's sequence format,
+"""Image tokens in a pretrained language model (Zhang et al., 2023, arXiv:2311.16201, "Pre-trained Language Models
+Do Not Help Auto-regressive Text-to-Image Generation"): vocabulary extension, contrastive alignment initialisation, the paper's sequence format,
 modality-split training with text replay, constrained decoding and the forgetting probe.
 
 The text-to-image pipeline over an extended model is ``hf_dlm.pipelines.AutoregressiveImagePipeline``.

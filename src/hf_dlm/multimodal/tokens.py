@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+from tokenizers import AddedToken
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
@@ -170,8 +171,6 @@ def add_image_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if add_pad:
         specials["pad_token"] = PAD_TOKEN
     tokenizer.add_special_tokens(specials, replace_extra_special_tokens=False)
-    from tokenizers import AddedToken
-
     tokenizer.add_tokens([AddedToken(image_token_string(k), normalized=False, special=False)
                           for k in range(codebook_size)])
     image_ids = tokenizer.convert_tokens_to_ids([image_token_string(k) for k in range(codebook_size)])

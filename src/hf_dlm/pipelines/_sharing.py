@@ -5,7 +5,23 @@ would write its generic card over ours)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+from transformers import PretrainedConfig
+
+from .._io import carry_over, fault_point, save_target
+from ..hub.cards import write_model_card
+from ..hub.push import push_to_hub as upload_to_hub
+
+MODEL_TYPE = "masked_image_pipeline"
+
+
+class MaskedImagePipelineConfig(PretrainedConfig):
+    """Marker config written beside ``model_index.json`` so ``AutoConfig`` can resolve a saved image pipeline (the
+    ``text-to-image`` task, ``text_to_image.py``)."""
+
+    model_type = MODEL_TYPE
 
 
 class PipelineSharingMixin:
@@ -17,10 +33,6 @@ class PipelineSharingMixin:
         (written into a hidden sibling folder, then swapped in; see ``hf_dlm._io``). Entries of an existing folder
         that this save does not write are kept (hard-linked), except old weight files; a component folder the save
         writes replaces the old one whole. ``push_to_hub=True`` uploads the folder once it is complete."""
-        from .._io import carry_over, fault_point, save_target
-        from ..hub.cards import write_model_card
-        from .text_to_image import MaskedImagePipelineConfig
-
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "private", "token", "create_pr")
                       if key in kwargs}
@@ -30,19 +42,20 @@ class PipelineSharingMixin:
             MaskedImagePipelineConfig().save_pretrained(target.folder)
             if target.previous is not None:
                 carry_over(target.previous, target.folder, skip=("README.md",))
-            write_model_card(self, target.folder, repo_id=target.name)
+            self._write_model_card(target.folder, repo_id=target.name)
             fault_point("card written")
         if push:
-            from ..hub.push import push_to_hub
-
-            push_to_hub(save_directory, hub_kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory))),
-                        **hub_kwargs)
+            upload_to_hub(save_directory,
+                          hub_kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **hub_kwargs)
 
     def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
                     token: str | bool | None = None, create_pr: bool = False, revision: str | None = None,
                     **save_kwargs: Any) -> Any:
         """Upload every component, ``model_index.json`` and the card to ``repo_id`` in one commit."""
-        from ..hub.push import push_to_hub
+        return upload_to_hub(self, repo_id, commit_message=commit_message, private=private, token=token,
+                             create_pr=create_pr, revision=revision, **save_kwargs)
 
-        return push_to_hub(self, repo_id, commit_message=commit_message, private=private, token=token,
-                           create_pr=create_pr, revision=revision, **save_kwargs)
+    def _write_model_card(self, folder: str | os.PathLike, *, repo_id: str | None = None) -> Path:
+        """Write this pipeline's hf-dlm card into ``folder`` (``hf_dlm._io.save_atomically`` calls it to rewrite the
+        card after the other objects of the save)."""
+        return write_model_card(self, folder, repo_id=repo_id)

@@ -1,4 +1,5 @@
-"""AutoregressiveImagePipeline: text-to-image with a causal language model extended with image tokens (seed 003).
+"""AutoregressiveImagePipeline: text-to-image with a causal language model extended with image tokens (Zhang et al.,
+2023, arXiv:2311.16201).
 
 The language model continues ``<doc> <text> caption </text> <image>`` with exactly one image's worth of codebook
 tokens (constrained by [`ImageSpanLogitsProcessor`]) and ``</image>``; the codes are decoded by the VQ model.

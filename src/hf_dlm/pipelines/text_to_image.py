@@ -13,17 +13,14 @@ import inspect
 from typing import Any
 
 import torch
-from transformers import Pipeline, PretrainedConfig
+from diffusers import DiffusionPipeline
+from transformers import AutoConfig, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from ..schedulers.scheduling_maskgit import is_integer
-
-MODEL_TYPE = "masked_image_pipeline"
-
-
-class MaskedImagePipelineConfig(PretrainedConfig):
-    """Marker config written beside ``model_index.json`` so ``AutoConfig`` can resolve a saved image pipeline."""
-
-    model_type = MODEL_TYPE
+from ._sharing import MODEL_TYPE, MaskedImagePipelineConfig
+from .pipeline_autoregressive_image import AutoregressiveImagePipeline
+from .pipeline_masked_image import MaskedImagePipeline
 
 
 class MaskedImagePipelineLoader:
@@ -31,11 +28,6 @@ class MaskedImagePipelineLoader:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any):
-        from diffusers import DiffusionPipeline
-
-        from .pipeline_autoregressive_image import AutoregressiveImagePipeline
-        from .pipeline_masked_image import MaskedImagePipeline
-
         keep = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only")
                 if kwargs.get(k) is not None}
         index = DiffusionPipeline.load_config(pretrained_model_name_or_path, **keep)
@@ -168,9 +160,6 @@ def register_text_to_image() -> None:
     global _registered
     if _registered:
         return
-    from transformers import AutoConfig
-    from transformers.pipelines import PIPELINE_REGISTRY
-
     AutoConfig.register(MODEL_TYPE, MaskedImagePipelineConfig, exist_ok=True)
     if "text-to-image" not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline("text-to-image", pipeline_class=TextToImagePipeline,

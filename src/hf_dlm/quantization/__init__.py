@@ -1,4 +1,4 @@
-"""Quant-dLLM (seed 001): 2-bit post-training quantization for diffusion LLMs.
+"""Quant-dLLM (arXiv:2510.03274): 2-bit post-training quantization for diffusion LLMs.
 
 Public surface: `QuantDLLMConfig` (registered as ``quant_method="quant_dllm"``), `QuantDLLMQuantizer`
 (``quantize_model``), `QuantDLLMLinear` (packed storage + forward), `quantization_report`, and the calibration

@@ -1,5 +1,5 @@
 """Calibration data for Quant-dLLM: token sequences from text or ids, and Masked Calibration Simulation
-(Algorithm 1 of seed 001)."""
+(Quant-dLLM, arXiv:2510.03274, Algorithm 1)."""
 
 from __future__ import annotations
 

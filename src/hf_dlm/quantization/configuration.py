@@ -1,4 +1,4 @@
-"""`QuantDLLMConfig`: the knobs of Quant-dLLM (seed 001) as a transformers quantization config.
+"""`QuantDLLMConfig`: the knobs of Quant-dLLM (arXiv:2510.03274) as a transformers quantization config.
 
 Registered as ``quant_method="quant_dllm"`` (see ``quantization/__init__.py``), so a quantized checkpoint's
 ``config.json`` round-trips through ``from_pretrained`` and a full-precision model can be quantized at load time by
@@ -40,7 +40,7 @@ def _is_finite_real(value: Any) -> bool:
 class QuantDLLMConfig(QuantizationConfigMixin):
     """Configuration of Quant-dLLM post-training quantization.
 
-    Weights become ``Ŵ = Σ_k (α_r,k α_c,kᵀ) ⊙ B_k`` per column block (the seed's K-order row-column binarization);
+    Weights become ``Ŵ = Σ_k (α_r,k α_c,kᵀ) ⊙ B_k`` per column block (the paper's K-order row-column binarization);
     a block of order ``K`` stores ``K`` sign bits per weight plus fp16 scales.
 
     Args:

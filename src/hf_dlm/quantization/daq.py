@@ -1,4 +1,4 @@
-"""Data-aware Any-order Quantizer (DAQ), Algorithm 2 of Quant-dLLM (seed 001).
+"""Data-aware Any-order Quantizer (DAQ), Algorithm 2 of Quant-dLLM (arXiv:2510.03274).
 
 Pure tensor functions. Every function works on a batch of blocks: weights have shape ``(G, n, b)`` (G column
 blocks of n rows × b columns), row scales ``(G, n)``, column scales ``(G, b)``, signs ``(G, n, b)`` in {−1, +1}.

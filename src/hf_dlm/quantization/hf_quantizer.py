@@ -18,8 +18,10 @@ import os
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
-from transformers.quantizers import HfQuantizer
+from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
+from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
 
 from .configuration import QUANT_METHOD, QuantDLLMConfig
 from .packed_linear import QuantDLLMLinear
@@ -49,8 +51,6 @@ class MissingPackedTensorsError(ValueError):
 
 
 def _checkpoint_shapes(files: list[str]) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    from safetensors import safe_open
-
     shapes, metadata = {}, {}
     for path in files:
         if not str(path).endswith(".safetensors"):
@@ -205,9 +205,6 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
-    from transformers.quantizers import register_quantization_config, register_quantizer
-
     if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
         register_quantization_config(QUANT_METHOD)(QuantDLLMConfig)
     if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:

@@ -1,4 +1,5 @@
-"""Weight importance from calibration statistics and the mixed-precision allocation it drives (seed 001).
+"""Weight importance from calibration statistics and the mixed-precision allocation it drives (Quant-dLLM,
+arXiv:2510.03274).
 
 - Data-aware objective reformulation (DOR): Z = (W D⁻¹) ⊙ (W D⁻¹) with D = diag((S_MCS + γI)⁻¹), the standardised
   Z̃ = (Z − μ) ⊘ σ and the importance mask Λ = 1 + (λ − 1)·𝟙(|Z̃| > 3) (``build_importance_mask``).

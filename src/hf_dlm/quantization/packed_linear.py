@@ -1,4 +1,4 @@
-"""`QuantDLLMLinear`: a linear layer stored as packed K-order row-column binarization (seed 001).
+"""`QuantDLLMLinear`: a linear layer stored as packed K-order row-column binarization (Quant-dLLM, arXiv:2510.03274).
 
 Storage, for ``in_features = m``, ``out_features = n``, average order ``bits`` and column blocks of ``block_size``
 (G blocks; block g has order K_g, Σ_g K_g·|g| = bits·m exactly — ABMP's guarantee):
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .importance import block_bounds
+from .triton_kernel import packed_matmul, triton_available
 
 
 def pack_signs(signs: torch.Tensor) -> torch.Tensor:
@@ -129,8 +130,6 @@ class QuantDLLMLinear(nn.Module):
     def _use_triton(self, x: torch.Tensor) -> bool:
         if self.kernel == "torch" or not x.is_cuda:
             return False
-        from .triton_kernel import triton_available
-
         if self.kernel == "triton" and not triton_available():
             raise RuntimeError("`kernel='triton'` needs the `triton` package on a CUDA device.")
         return triton_available()
@@ -149,8 +148,6 @@ class QuantDLLMLinear(nn.Module):
         input_index, plane_index = self.layout()
         scaled = x[..., input_index] * self.col_scale.to(x.dtype)  # α_c ⊙ x, gathered per plane column
         if self._use_triton(x):
-            from .triton_kernel import packed_matmul
-
             out = packed_matmul(scaled.reshape(-1, self.packed_width), self.weight, self.row_scale, plane_index)
             out = out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         else:

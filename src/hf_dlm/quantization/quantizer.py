@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers.quantizers.auto import AutoHfQuantizer
 from transformers.utils import logging
 
 from ..denoiser import denoise, get_mask_token_id
@@ -170,7 +171,7 @@ class QuantDLLMQuantizer:
             raise ValueError("Quant-dLLM with `use_dor` or ABMP needs calibration data: pass `calibration_data` or "
                              "set `QuantDLLMConfig.dataset`.")
         if tokenizer is None and isinstance(config.tokenizer, (str, os.PathLike)):
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # start-up time: the tokenizer registry costs ~0.3 s
 
             tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
         elif tokenizer is None:
@@ -370,10 +371,10 @@ class QuantDLLMQuantizer:
         return statistics
 
     def _mark_quantized(self, model: nn.Module) -> None:
-        from .hf_quantizer import QuantDLLMHfQuantizer
-
         if getattr(model, "hf_quantizer", None) is None:
-            model.hf_quantizer = QuantDLLMHfQuantizer(self.config, pre_quantized=True)
+            # transformers' quantizer registry holds our QuantDLLMHfQuantizer (hf_dlm._registration; it calls this
+            # module, so it is reached through the registry, as transformers reaches it)
+            model.hf_quantizer = AutoHfQuantizer.from_config(self.config, pre_quantized=True)
         model.quantization_method = self.config.quant_method
         if hasattr(model, "config"):
             model.config.quantization_config = self.config

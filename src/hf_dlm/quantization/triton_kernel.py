@@ -13,7 +13,7 @@ import torch
 def triton_available() -> bool:
     if not torch.cuda.is_available():
         return False
-    try:
+    try:  # optional dependency (the `gpu` extra): triton is absent on CPU-only installs
         import triton  # noqa: F401
         import triton.language  # noqa: F401
     except ImportError:
@@ -23,7 +23,7 @@ def triton_available() -> bool:
 
 @functools.cache
 def _kernel():
-    import triton
+    import triton  # optional dependency: only reached once triton_available() said it imports
     import triton.language as tl
 
     @triton.jit
@@ -62,7 +62,7 @@ def packed_matmul(scaled: torch.Tensor, packed: torch.Tensor, row_scale: torch.T
     """(M, P) α_c-scaled inputs × packed (N, ⌈P/8⌉) signs with per-plane row scales (N, planes) → (M, N) fp32.
 
     fp32 inputs accumulate in IEEE fp32 (matches the torch path to rounding); fp16/bf16 inputs use tensor cores."""
-    import triton
+    import triton  # optional dependency: callers check triton_available() first
 
     scaled = scaled.contiguous()
     packed = packed.contiguous()

@@ -1,6 +1,6 @@
 """The hashed N-gram embedding layer: token embedding joined with projected N-gram embeddings, then amplified.
 
-For position i (LongCat-Flash-Lite, arXiv:2601.21204, as summarised in ``seeds/ngram-embedding.md``)::
+For position i (LongCat-Flash-Lite, arXiv:2601.21204)::
 
     e_i = A( combine( E[x_i],  P_{n,k} T_{n,k}[id_{n,k}(i)]  for every order n and table k with an id ) )
 

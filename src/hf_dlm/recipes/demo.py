@@ -12,12 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 from transformers.utils import logging
 
-from ._io import save_atomically
-from .evaluation.oracle import OracleLanguage
-from .generation import MaskedDiffusionGenerationConfig
-from .models import LLaDAConfig, LLaDAModelLM
-from .training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
-from .training.callbacks import TimeBudget
+from .._io import save_atomically
+from ..evaluation.oracle import OracleLanguage
+from ..generation import MaskedDiffusionGenerationConfig
+from ..models import LLaDAConfig, LLaDAModelLM
+from ..quantization import QuantDLLMConfig, QuantDLLMQuantizer, quantization_report
+from ..training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
+from ..training.callbacks import TimeBudget
+from .digits import build_digits_pipeline, evaluate_digits_pipeline, save_digit_grid, train_digits_pipeline
 
 logger = logging.get_logger(__name__)
 
@@ -107,8 +109,6 @@ def run_demo(output_dir: str = "outputs/demo", max_steps: int = 600, max_seconds
 def _quantize_demo(model_dir: Path, calibration: torch.LongTensor, prompts: torch.LongTensor,
                    oracle: OracleLanguage, seed: int, report: Callable[[str], None]) -> dict[str, float]:
     """Quant-dLLM 2-bit of the trained model: quantize, save, reload by path, generate, score."""
-    from .quantization import QuantDLLMConfig, QuantDLLMQuantizer, quantization_report
-
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     config = QuantDLLMConfig(block_size=32, abmp_fraction=0.125, calibration_seq_len=SEQ_LEN)
     start = time.monotonic()
@@ -147,18 +147,13 @@ def run_image_demo(output_dir: str = "outputs/demo-digits", max_steps: int = 650
                    report: Callable[[str], None] = logger.info) -> dict[str, float]:
     """Train the digits text-to-image default (MaskGIT objective), save it, reload it through
     ``transformers.pipeline("text-to-image")``, score it with the digits metrics and save a grid PNG."""
-    from transformers import pipeline as hf_pipeline
-
-    from .pipelines.digits import build_digits_pipeline, evaluate_digits_pipeline, save_digit_grid, \
-        train_digits_pipeline
-
     pipe = build_digits_pipeline(seed=seed)
     report(f"\ndigits text-to-image: MaskedImageTransformer "
            f"{sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:.2f} M + CLIP text encoder "
            f"{sum(p.numel() for p in pipe.text_encoder.parameters()) / 1e6:.2f} M parameters, trained jointly")
     info = train_digits_pipeline(pipe, max_steps=max_steps, seed=seed)
     out = save_atomically(output_dir, pipe)
-    t2i = hf_pipeline("text-to-image", model=str(out))
+    t2i = pipeline("text-to-image", model=str(out))
     image = t2i("a handwritten seven", num_inference_steps=16, guidance_scale=1.0,
                 generator=torch.Generator().manual_seed(seed))
     grid = save_digit_grid(t2i.model, Path(output_dir).parent / "digits_grid.png", guidance_scale=1.0, seed=seed)

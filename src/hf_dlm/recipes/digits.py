@@ -7,21 +7,25 @@ states, and a ``MaskGITScheduler``. Trained with ``MaskedImageTrainer``; scored 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from ..evaluation.digits import (CAPTION_TEMPLATES, DIGIT_WORDS, IMAGE_SIZE, NUM_LEVELS, caption, digits_vqvae,
                                  image_metrics, load_digits_task, pixels_to_levels)
+from .reference import cache_root
 from ..models.masked_image import MaskedImageTransformer
+from ..pipelines import MaskedImagePipeline
 from ..schedulers import MaskGITScheduler
 from ..training.callbacks import TimeBudget
 from ..training.masked_image import MaskedImageTrainer, MaskedImageTrainingArguments, TextToImageModules
-from .pipeline_masked_image import MaskedImagePipeline
 
 logger = logging.get_logger(__name__)
 CAPTION_LENGTH = 10
@@ -29,8 +33,6 @@ CAPTION_LENGTH = 10
 
 def caption_tokenizer() -> PreTrainedTokenizerFast:
     """Word-level tokenizer over the caption vocabulary; appends ``<eos>`` (where CLIP pools) and pads to 10."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
     words = sorted({w.strip(",") for t in CAPTION_TEMPLATES for w in t.split() if "{" not in w}
                    | set(DIGIT_WORDS) | {str(d) for d in range(10)} | {","})
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -106,8 +108,6 @@ def load_digits_pipeline(max_steps: int = 900, seed: int = 0, cache_dir: str | P
                          retrain: bool = False) -> MaskedImagePipeline:
     """The trained digits pipeline (the benchmarks' image teacher): trained with [`train_digits_pipeline`] on first
     use (≈ 8 minutes on 2 cores) and then loaded from ``$HF_DLM_CACHE/reference/digits-<steps>-<seed>``."""
-    from ..evaluation.reference import cache_root
-
     folder = (Path(cache_dir) if cache_dir is not None else cache_root()) / f"digits-{max_steps}-{seed}"
     if (folder / "model_index.json").exists() and not retrain:
         return MaskedImagePipeline.from_pretrained(folder)
@@ -118,8 +118,6 @@ def load_digits_pipeline(max_steps: int = 900, seed: int = 0, cache_dir: str | P
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     pipe.save_pretrained(staging)
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     staging.replace(folder)
     return MaskedImagePipeline.from_pretrained(folder)
@@ -150,7 +148,6 @@ def evaluate_digits_pipeline(pipe: MaskedImagePipeline, steps: tuple[int, ...] =
 def save_digit_grid(pipe: MaskedImagePipeline, path: str | Path, num_inference_steps: int = 16, rows: int = 4,
                     guidance_scale: float = 3.0, seed: int = 0, scale: int = 8) -> Path:
     """A PNG with one column per digit ("zero" … "nine") and ``rows`` samples each, upscaled ``scale``×."""
-
     pipe.set_progress_bar_config(disable=True)
     labels = [label for _ in range(rows) for label in range(10)]
     tokens = generate_digits(pipe, labels, num_inference_steps, guidance_scale, seed)
@@ -159,8 +156,6 @@ def save_digit_grid(pipe: MaskedImagePipeline, path: str | Path, num_inference_s
 
 def render_digit_grid(tokens: torch.Tensor, path: str | Path, rows: int, scale: int = 8) -> Path:
     """A PNG of ``rows`` × 10 grey-level images: ``tokens`` (rows·10, 64) in row-major order, upscaled ``scale``×."""
-    from PIL import Image
-
     pixels = (tokens.view(rows, 10, 8, 8).float() / (NUM_LEVELS - 1) * 255).round().byte()
     grid = pixels.permute(0, 2, 1, 3).reshape(rows * 8, 10 * 8).numpy()
     image = Image.fromarray(255 - grid, mode="L").resize((10 * 8 * scale, rows * 8 * scale), Image.NEAREST)

@@ -1,7 +1,7 @@
 """Reference models on the oracle language: the masked-diffusion teacher every later method starts from, and the
 autoregressive baseline with the same parameter count and token budget (the "Autoregressive" row of the tables).
 
-Two builds of each: ``tiny`` (seconds; what tests use) and ``bench`` (minutes; what the benchmarks and README
+Two builds of each: ``tiny`` (seconds; what tests use) and ``bench`` (minutes; what the benchmarks and docs
 report). Builds are cached on disk under ``$HF_DLM_CACHE/reference`` (default ``~/.cache/hf_dlm``), keyed by a
 hash of their settings, so a changed recipe never returns a stale model.
 """
@@ -25,7 +25,7 @@ from .._io import save_atomically
 from ..generation import MaskedDiffusionGenerationConfig
 from ..models import LLaDAConfig, LLaDAModelLM
 from ..training import MaskedDiffusionTrainer, MaskedDiffusionTrainingArguments, TokenIdsDataset
-from .oracle import OracleLanguage
+from ..evaluation.oracle import OracleLanguage
 
 logger = logging.get_logger(__name__)
 
