@@ -1,11 +1,13 @@
 # Two entry points: `make demo` (install + run the main job) and `make test` (install + run the tests).
+# `make test-quick` (install + the tests not marked slow, distributed or hub: under 3 minutes on a 2-core CPU machine)
+# is the inner-loop check; `make test` stays the full suite that CI runs. The markers are declared in pyproject.toml.
 # Both create or reuse .venv. torch is pinned to the CPU build when absent (an unpinned torch pulls CUDA wheels).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hf-dlm-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-quick install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+test-quick: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not distributed and not hub" tests
 
 clean:
 	rm -rf $(VENV) outputs

@@ -9,6 +9,7 @@ checkpoints evaluate, a Di[M]O student and a Logit-FM model refuse likelihood ta
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import lm_eval
@@ -18,9 +19,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
-from oracle_denoiser import OracleDenoiser, OracleDenoiserConfig
+from hf_dlm.recipes.oracle_denoiser import OracleDenoiser, OracleDenoiserConfig
 
-from conftest import TINY_QUANT, tiny_dream_config, tiny_llada_config
+from tests.utils.models import TINY_QUANT, tiny_dream_config, tiny_llada_config
 from hf_dlm import DreamModel, LLaDAModelLM, LogitFMConfig, LogitFMModel, QuantDLLMConfig, QuantDLLMQuantizer
 from hf_dlm.evaluation.likelihood import elbo_log_likelihood
 from hf_dlm.evaluation.oracle import OracleLanguage
@@ -73,10 +74,15 @@ def ids(tok, text: str) -> list[int]:
     return tok(text)["input_ids"]
 
 
+def request_seed(context: list[int], seed: int = SEED) -> int:
+    """The seed of a request, as DiffusionLM documents it: ``seed`` and the CRC-32 of the context's ids."""
+    return (seed * 1_000_003 + zlib.crc32(",".join(map(str, context)).encode())) % 2**63
+
+
 def elbo(model, context, target, mc_num=8, batch_size=4, seed=SEED) -> float:
     return float(elbo_log_likelihood(model, torch.tensor(context), torch.tensor(target), mc_samples=mc_num,
-                                     batch_size=batch_size, generator=torch.Generator().manual_seed(seed)
-                                     ).log_likelihood)
+                                     batch_size=batch_size, generator=torch.Generator().manual_seed(
+                                         request_seed(context, seed))).log_likelihood)
 
 
 # ---------------------------------------------------------------------------------------------- likelihoods
@@ -116,6 +122,7 @@ def _llada_estimate(model, prefix, target, mc_num, batch_size, generator, mask_i
     return -sum(losses) / len(losses)
 
 
+@pytest.mark.slow
 def test_multiple_choice_matches_the_exact_likelihood_within_monte_carlo_error_and_beats_the_plain_hf_backend(
         tok, task_manager):
     """An exact denoiser: its ELBO is the exact log-likelihood in expectation. The oracle ranks the answers of
@@ -191,6 +198,11 @@ def test_scores_are_deterministic_for_a_seed_and_move_with_it(tok):
     again = harness(model, tok, is_check_greedy=False).loglikelihood(request)
     other = harness(model, tok, is_check_greedy=False, seed=5).loglikelihood(request)
     assert first == again and first != other
+    other_question = harness(model, tok, is_check_greedy=False).loglikelihood(
+        [Instance("loglikelihood", {}, ("the a in", " the a of in is was"), 0)])
+    lm = harness(model, tok)
+    assert lm.request_generator([1, 2]).initial_seed() != lm.request_generator([1, 3]).initial_seed()
+    assert other_question != first
 
 
 def test_rolling_loglikelihood_sums_the_elbo_of_windows_that_cover_the_document_once(tok):
@@ -295,6 +307,7 @@ def test_chat_templates_are_applied_or_refused_by_name(tok):
 # ---------------------------------------------------------------------------------------------- every artifact
 
 
+@pytest.mark.slow
 def test_a_two_bit_checkpoint_evaluates_from_its_folder(tok, task_manager, tmp_path):
     model = oracle_llada(tok)
     QuantDLLMQuantizer(QuantDLLMConfig(**TINY_QUANT)).quantize_model(

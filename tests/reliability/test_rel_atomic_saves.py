@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_dream_config, tiny_llada_config, tiny_quantized_llada
+from tests.utils.models import tiny_dream_config, tiny_llada_config, tiny_quantized_llada
 
 from hf_dlm import DreamModel, LLaDAModelLM, _io
 from hf_dlm.evaluation.oracle import OracleLanguage

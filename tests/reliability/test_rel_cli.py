@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llada_config
+from tests.utils.models import tiny_llada_config
 
 from hf_dlm import LLaDAModelLM
 from hf_dlm.cli import main

@@ -8,8 +8,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import tiny_llada_config
-from test_masked_image_pipeline import amused_components
+from tests.utils.image_pipelines import amused_components
+from tests.utils.models import tiny_llada_config
 from diffusers import VQModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

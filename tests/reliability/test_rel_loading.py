@@ -18,9 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-import test_dream_checkpoint as dream_layout
-import test_llada_checkpoint as llada_layout
-from conftest import tiny_dream_config, tiny_llada_config
+from tests.utils import dream_layout, llada_layout
+from tests.utils.models import tiny_dream_config, tiny_llada_config
 from hf_dlm import (DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM, LogitFMConfig, LogitFMModel,
                     QuantDLLMConfig, QuantDLLMQuantizer)
 from hf_dlm.models import DreamBaseModel, MaskedImageTransformer

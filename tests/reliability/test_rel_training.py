@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_llada_config
+from tests.utils.models import tiny_llada_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import Trainer

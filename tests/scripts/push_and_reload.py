@@ -1,4 +1,4 @@
-"""Run by tests/test_hub_push.py with HF_ENDPOINT pointing at the test Hub server (tests/hub_server.py): push a
+"""Run by tests/test_hub_push.py with HF_ENDPOINT pointing at the test Hub server (tests/utils/hub_server.py): push a
 diffusion LM with its tokenizer, a Quant-dLLM checkpoint and an image pipeline with ``push_to_hub`` (one commit
 each, card included), load each back by id from an empty cache and compare outputs. Prints "ok" when everything
 matched."""
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path.insert(0, str(Path(__file__).parents[2]))
 import hf_dlm  # noqa: E402,F401
-from conftest import tiny_llada_config, tiny_quantized_llada  # noqa: E402
+from tests.utils.models import tiny_llada_config, tiny_quantized_llada  # noqa: E402
 from huggingface_hub import ModelCard  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from hf_dlm import LLaDAModelLM  # noqa: E402
 from hf_dlm.evaluation.oracle import OracleLanguage  # noqa: E402
 from hf_dlm.pipelines import MaskedImagePipeline  # noqa: E402
-from hf_dlm.pipelines.digits import build_digits_pipeline  # noqa: E402
+from hf_dlm.recipes.digits import build_digits_pipeline  # noqa: E402
 
 ids = torch.randint(0, 90, (2, 12), generator=torch.Generator().manual_seed(5))
 
