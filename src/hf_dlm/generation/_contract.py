@@ -16,7 +16,8 @@ _GENERATE_ARGUMENTS = {
     "assistant_model": "assisted (speculative) decoding needs autoregressive decoding",
     "negative_prompt_ids": "masked diffusion guides with the masked prompt (`cfg_scale`), not a negative prompt",
     "negative_prompt_attention_mask": "masked diffusion guides with the masked prompt (`cfg_scale`)",
-    "custom_generate": "this model's generate() is the masked-diffusion sampler itself",
+    "custom_generate": "this model's generate() is its own sampler already; call the sampler function directly "
+                       "(e.g. `hf_dlm.logit_fm_generate(model, ...)`) or pass `custom_generate` to a model without one",
     "synced_gpus": "every rank runs the same number of denoising passes without synchronisation",
     "assistant_tokenizer": "assisted (speculative) decoding needs autoregressive decoding",
 }
