@@ -47,14 +47,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ..denoiser import get_mask_token_id, guided_denoise
 from ..evaluation.likelihood import elbo_log_likelihood
+from ..generation.configuration import REMASKING_STRATEGIES
 from ..generation.initial_state import DiMOInitialState
 from ._lm_eval_requests import cut_at_stop_strings, encode_pair, fit_context, parse_gen_kwargs, rolling_windows
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-REMASKING = ("low_confidence", "random", "margin", "entropy", "origin")
-# what generate_until passes on to a Logit-FM model; masked-diffusion settings do not apply to it
+REMASKING = REMASKING_STRATEGIES
+# masked-diffusion sampler settings: refused for a Logit-FM model, which samples with its own scheme
 _MASKED_ONLY = ("steps", "block_length", "threshold", "remasking", "cfg")
 
 
