@@ -12,8 +12,10 @@ eq. 15 objective on the teacher's sequences with the teacher's steps, batch size
 Samples are unconditional 64-word sequences (256 per row), special tokens never sampled, scored by the oracle
 (gen-PPL and per-sequence unigram entropy) — the shape of the paper's Table 1; the t* sweep is Appendix B's figure.
 Training times are t ~ U[0, 0.4] (``--t-max``): with this 261-token vocabulary the data token is already decided at
-t ≈ 0.4 (held-out loss 0.03 there, 4.4 at t = 0), the same reason the authors' code trains on t < 0.3; sampling
-runs on the same interval (``t_end`` = t_max) and returns argmax x_{t_end}.
+t ≈ 0.4 (held-out loss 0.03 there, 4.4 at t = 0), the same reason the authors' code draws t uniformly on [0, 0.3];
+sampling runs on the same interval (``t_end`` = t_max) and returns argmax x_{t_end} (the paper's readout; the
+authors' code reads one more prediction instead, ``readout="prediction"``, and ``from_preset("kl-flow")`` gives their
+whole sampling recipe — not what these rows ran).
 The AR baseline and the teacher are sampled in the same run (T = 1, with and without nucleus top-p 0.9).
 
 Writes benchmarks/results/<output>.json and .png (default ``logit_fm``).

@@ -72,14 +72,37 @@ def mean_smoothed_logit(probs: torch.Tensor, beta: float) -> torch.Tensor:
     return probs * on + (1.0 - probs) * off
 
 
-def ode_step(log_xt: torch.Tensor, target_log: torch.Tensor, t: float, h: float) -> torch.Tensor:
-    """One Euler step of dl/dt = (l_1 − l_t)/(1 − t) (eqs. 16–17; Algorithm 1, line 6), renormalised:
-    l_{t+h} = log softmax(l_t + h/(1 − t)·(l_1 − l_t)). With ``target_log`` = l̄_1 this is the ODE scheme; with the
-    log of one sampled smoothed one-hot it is the semi-randomized scheme. Normalisation does not change the
-    point: softmax ignores a per-position constant, and the update maps constants to constants."""
+ODE_COEFFICIENT_FORMS = ("h_over_one_minus_t", "delta_s")
+
+
+def ode_coefficient(t: float, t_next: float, form: str = "h_over_one_minus_t") -> float:
+    """The factor c of the step l ← l + c·(l_1 − l) from t to t_next. ``h_over_one_minus_t``: c = h/(1 − t), the
+    Euler step of eq. 16 in t (Algorithm 1). ``delta_s``: c = Δs = log(1 − t) − log(1 − t_next), the Euler step of the
+    same ODE written in s = −log(1 − t) (dl/ds = l_1 − l), which the authors' code takes: on its grid uniform in s,
+    Δs = −log(1 − max_t)/K. The two agree to first order, h/(1 − t) = 1 − e^{−Δs}."""
     if not 0.0 <= t < 1.0:
         raise ValueError(f"an ODE step needs 0 <= t < 1, got t={t}.")
-    return torch.log_softmax(log_xt + (h / (1.0 - t)) * (target_log - log_xt), dim=-1)
+    if form == "h_over_one_minus_t":
+        return (t_next - t) / (1.0 - t)
+    if form == "delta_s":
+        if not t_next < 1.0:
+            raise ValueError(f"the 'delta_s' coefficient needs t_next < 1 (s = −log(1 − t) is infinite at 1), got "
+                             f"{t_next}.")
+        return math.log1p(-t) - math.log1p(-t_next)
+    raise ValueError(f"`ode_coefficient` must be one of {ODE_COEFFICIENT_FORMS}, got {form!r}.")
+
+
+def ode_step(log_xt: torch.Tensor, target_log: torch.Tensor, t: float, h: float,
+             coefficient: float | None = None) -> torch.Tensor:
+    """One Euler step of dl/dt = (l_1 − l_t)/(1 − t) (eqs. 16–17; Algorithm 1, line 6), renormalised:
+    l_{t+h} = log softmax(l_t + c·(l_1 − l_t)) with c = h/(1 − t), or ``coefficient`` when given (see
+    [`ode_coefficient`]). With ``target_log`` = l̄_1 this is the ODE scheme; with the log of one sampled smoothed
+    one-hot it is the semi-randomized scheme. Normalisation does not change the point: softmax ignores a
+    per-position constant, and the update maps constants to constants."""
+    if not 0.0 <= t < 1.0:
+        raise ValueError(f"an ODE step needs 0 <= t < 1, got t={t}.")
+    c = h / (1.0 - t) if coefficient is None else float(coefficient)
+    return torch.log_softmax(log_xt + c * (target_log - log_xt), dim=-1)
 
 
 def randomized_step(log_x1: torch.Tensor, t_next: float, concentration: float = 1.0,
@@ -118,5 +141,6 @@ def _expand_time(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | 
     return t
 
 
-__all__ = ["check_smoothing", "geodesic_log", "mean_smoothed_logit", "ode_step", "randomized_step",
+__all__ = ["ODE_COEFFICIENT_FORMS", "check_smoothing", "geodesic_log", "mean_smoothed_logit", "ode_coefficient",
+           "ode_step", "randomized_step",
            "sample_dirichlet_log", "smoothed_one_hot_log", "smoothed_target_logits", "time_grid"]

@@ -17,8 +17,8 @@ from transformers.utils import ModelOutput
 from .._reload import merge_overrides
 from ..sampling import add_gumbel_noise, filter_logits
 from .configuration import LogitFMGenerationConfig
-from .path import (mean_smoothed_logit, ode_step, randomized_step, sample_dirichlet_log, smoothed_one_hot_log,
-                   time_grid)
+from .path import (mean_smoothed_logit, ode_coefficient, ode_step, randomized_step, sample_dirichlet_log,
+                   smoothed_one_hot_log, time_grid)
 
 
 @dataclass
@@ -26,8 +26,9 @@ class LogitFMGenerationOutput(ModelOutput):
     """Output of Logit-FM ``generate()`` with ``return_dict_in_generate=True``.
 
     Args:
-        sequences: prompt followed by the generated tokens (argmax of the final x_t), shape (batch, length).
-        nfe: model calls (= ``num_steps``).
+        sequences: prompt followed by the generated tokens (argmax of the final x_t, or of the final prediction with
+            ``readout="prediction"``), shape (batch, length).
+        nfe: model calls (``num_steps``, plus one with ``readout="prediction"``).
         schemes: the scheme each step used (``ode`` or ``randomized`` steps of a hybrid run, for instance).
         times: the time grid t_0 … t_K.
         history: with ``output_history``, argmax x_t of the generated positions after every step.
@@ -79,18 +80,22 @@ def sample_logit_fm(model: torch.nn.Module, input_ids: torch.LongTensor, config:
     Prompt positions are fixed one-hot points of the simplex at every step; only the answer moves. The state is
     kept as l_t = log x_t (normalised), starting at x_0 ~ Dirichlet(α). Per step i (t = t_i, h = t_{i+1} − t_i):
     ``ode`` l ← l + h/(1−t)(l̄_1 − l) (Algorithm 1, eq. 17); ``semi_randomized`` the same with l_1 = log x_1ˢ of
-    one sample; ``randomized`` l ← (1−t−h) log x_0' + (t+h) log x_1ˢ with fresh x_0' (Algorithm 2).
+    one sample; ``randomized`` l ← (1−t−h) log x_0' + (t+h) log x_1ˢ with fresh x_0' (Algorithm 2). With
+    ``ode_coefficient="delta_s"`` the ODE factor h/(1−t) becomes Δs = log(1−t) − log(1−t−h) (the authors' code). The
+    tokens are argmax x_{t_end} (``readout="x_t"``) or the argmax of one more prediction p(x_1 | x_{t_end}, t_end)
+    (``readout="prediction"``, the authors' code; one more model call).
     """
     beta, alpha = _path_settings(model, config)
     batch, prompt_length = input_ids.shape
     length, device = config.max_new_tokens, input_ids.device
-    times = time_grid(config.num_steps, config.time_grid, config.resolved_t_end, config.step_size)
+    num_steps = config.resolved_num_steps
+    times = time_grid(num_steps, config.time_grid, config.resolved_t_end, config.step_size)
     schemes = step_schemes(config.scheme, times, float(config.hybrid_switch_time))
     prompt = torch.nn.functional.one_hot(input_ids, vocab_size).float()
     log_x = sample_dirichlet_log((batch, length), vocab_size, alpha, generator, device)
     suppress = list(config.suppress_tokens or [])
     history = []
-    for i in tqdm(range(config.num_steps), disable=not config.show_progress, desc="logit-fm"):
+    for i in tqdm(range(num_steps), disable=not config.show_progress, desc="logit-fm"):
         t, t_next = times[i], times[i + 1]
         simplex = torch.cat([prompt, log_x.exp()], dim=1)
         logits = predict_x1_logits(model, simplex, t, attention_mask)[:, prompt_length:, :vocab_size]
@@ -98,20 +103,29 @@ def sample_logit_fm(model: torch.nn.Module, input_ids: torch.LongTensor, config:
             logits[..., suppress] = float("-inf")
         if schemes[i] == "ode":
             target = mean_smoothed_logit(logits.softmax(-1), beta)
-            log_x = ode_step(log_x, target, t, t_next - t)
+            log_x = ode_step(log_x, target, t, t_next - t, ode_coefficient(t, t_next, config.ode_coefficient))
         else:
             x1 = _sample_x1(logits, config, generator)
             log_x1 = smoothed_one_hot_log(x1, vocab_size, beta)
             if schemes[i] == "semi_randomized":
-                log_x = ode_step(log_x, log_x1, t, t_next - t)
+                log_x = ode_step(log_x, log_x1, t, t_next - t,
+                                 ode_coefficient(t, t_next, config.ode_coefficient))
             else:
                 log_x = randomized_step(log_x1, t_next, alpha, generator)
         if config.output_history:
             history.append(log_x.argmax(-1))
-    if suppress:  # with t_end < 1 the noise still weighs on x_t: never return a suppressed token
-        log_x[..., suppress] = float("-inf")
-    sequences = torch.cat([input_ids, log_x.argmax(-1)], dim=1)
-    return LogitFMGenerationOutput(sequences=sequences, nfe=config.num_steps, schemes=tuple(schemes),
+    if config.readout == "prediction":  # the authors' code: one more call at t_end, tokens = argmax of its prediction
+        simplex = torch.cat([prompt, log_x.exp()], dim=1)
+        final = predict_x1_logits(model, simplex, times[-1], attention_mask)[:, prompt_length:, :vocab_size]
+        if suppress:
+            final[..., suppress] = float("-inf")
+        tokens = final.argmax(-1)
+    else:
+        if suppress:  # with t_end < 1 the noise still weighs on x_t: never return a suppressed token
+            log_x[..., suppress] = float("-inf")
+        tokens = log_x.argmax(-1)
+    sequences = torch.cat([input_ids, tokens], dim=1)
+    return LogitFMGenerationOutput(sequences=sequences, nfe=config.nfe, schemes=tuple(schemes),
                                    times=tuple(times), history=tuple(history) if config.output_history else None)
 
 

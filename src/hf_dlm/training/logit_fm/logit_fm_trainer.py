@@ -9,7 +9,7 @@ from ..._io import AtomicCheckpointMixin
 from ..._training_guards import ResumeGuardMixin, check_token_ids, require_batch_keys
 from ..mdm_loss import trainable_positions
 from .logit_fm_config import LogitFMTrainingArguments
-from .objective import denoising_loss, noisy_simplex, sample_flow_times
+from .objective import denoising_loss, loss_positions_mask, noisy_simplex, sample_flow_times
 
 
 class LogitFMTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
@@ -20,7 +20,9 @@ class LogitFMTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
 
     Batches hold ``input_ids``, optionally ``attention_mask`` (padding is neither noised nor scored),
     ``prompt_lengths`` (the prompt stays a one-hot point and is not scored; see ``MaskedDiffusionSFTCollator``) and
-    ``labels`` (positions labelled −100 stay one-hot points and are not scored, like the prompt). Refused by name:
+    ``labels`` (positions labelled −100 stay one-hot points and are not scored, like the prompt). With
+    ``loss_positions="all"`` (the authors' code) every position is scored, prompt and padding included; the prompt
+    still stays a one-hot point (the authors' code does the same). Refused by name:
     a batch without ``input_ids``, ids outside ``[0, vocab_size)``, a row with nothing to score. Resuming follows
     [`ResumeGuardMixin`].
     """
@@ -44,7 +46,7 @@ class LogitFMTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         t = sample_flow_times(len(input_ids), self.args.time_distribution, self.args.t_max, input_ids.device)
         simplex = noisy_simplex(input_ids, t, config.vocab_size, beta, alpha, fixed)
         logits = model(simplex=simplex, timesteps=t, attention_mask=attention_mask).logits
-        loss = denoising_loss(logits, input_ids, scored)
+        loss = denoising_loss(logits, input_ids, loss_positions_mask(scored, self.args.loss_positions))
         return (loss, {"logits": logits}) if return_outputs else loss
 
 

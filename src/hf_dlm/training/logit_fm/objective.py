@@ -10,13 +10,15 @@ import torch.nn.functional as F
 from ...generation.logit_fm.path import geodesic_log, sample_dirichlet_log, smoothed_one_hot_log
 
 TIME_DISTRIBUTIONS = ("uniform", "log_uniform")
+LOSS_POSITIONS = ("answer", "all")
 
 
 def sample_flow_times(batch: int, distribution: str = "uniform", t_max: float = 1.0,
                       device: torch.device | str | None = None, generator: torch.Generator | None = None
                       ) -> torch.Tensor:
-    """t per sequence: ``uniform`` t ~ U[0, t_max] (the paper), or ``log_uniform`` — s ~ U[0, −log(1 − t_max)] and
-    t = 1 − e^{−s}, uniform in −log(1 − t) as the authors' public code trains (with t_max = 0.3)."""
+    """t per sequence: ``uniform`` t ~ U[0, t_max] (the paper, t_max = 1; the authors' public code draws t uniformly
+    on [0, 0.3]), or ``log_uniform`` — s ~ U[0, −log(1 − t_max)] and t = 1 − e^{−s}, uniform in −log(1 − t) (an option
+    of this library, denser near t_max; not the authors' code)."""
     u = torch.rand(batch, device=device, generator=generator)
     if distribution == "uniform":
         return u * t_max
@@ -40,12 +42,23 @@ def noisy_simplex(input_ids: torch.LongTensor, t: torch.Tensor, vocab_size: int,
     return simplex
 
 
+def loss_positions_mask(trainable: torch.Tensor, loss_positions: str = "answer") -> torch.Tensor:
+    """The positions the loss scores: ``answer`` — the trainable ones (not the prompt, not padding, not −100 labels);
+    ``all`` — every position of the batch, prompt and padding included, as the authors' code scores them."""
+    if loss_positions == "answer":
+        return trainable
+    if loss_positions == "all":
+        return torch.ones_like(trainable, dtype=torch.bool)
+    raise ValueError(f"`loss_positions` must be one of {LOSS_POSITIONS}, got {loss_positions!r}.")
+
+
 def denoising_loss(logits: torch.Tensor, input_ids: torch.LongTensor, scored: torch.Tensor) -> torch.Tensor:
-    """Eq. 15 with one x_1 per x_t: the mean of −log p_θ(x_1^(k) | x_t) over the scored positions (the answer;
-    not the prompt, not padding)."""
+    """Eq. 15 with one x_1 per x_t: the mean of −log p_θ(x_1^(k) | x_t) over the scored positions (by default the
+    answer — not the prompt, not padding; see [`loss_positions_mask`])."""
     if not bool(scored.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[scored].float(), input_ids[scored])
 
 
-__all__ = ["TIME_DISTRIBUTIONS", "denoising_loss", "noisy_simplex", "sample_flow_times"]
+__all__ = ["LOSS_POSITIONS", "TIME_DISTRIBUTIONS", "denoising_loss", "loss_positions_mask",
+           "noisy_simplex", "sample_flow_times"]
