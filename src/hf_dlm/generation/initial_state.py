@@ -19,6 +19,20 @@ import torch
 from torch import nn
 
 TOKEN_DISTRIBUTIONS = ("uniform",)
+EMBEDDING_NOISE_MODES = ("additive", "variance_preserving")
+
+
+def mix_embedding_noise(embeddings: torch.Tensor, noise: torch.Tensor, std: float,
+                        mode: str = "additive") -> torch.Tensor:
+    """Di[M]O's embedding perturbation of e with standard normal ``noise`` n and scale σ = ``std``:
+    ``"additive"`` e + σ·n (this project's original form, variance 1 + σ² per unit-variance coordinate);
+    ``"variance_preserving"`` σ·n + √(1 − σ²)·e (the authors' transformers, yuanzhi-zhu/DiMO
+    ``MaskGit_src/Network/transformer.py`` and ``Meissonic_src/transformer.py``; needs σ ≤ 1)."""
+    if mode == "additive":
+        return embeddings + std * noise
+    if mode == "variance_preserving":
+        return std * noise + (1.0 - std * std) ** 0.5 * embeddings
+    raise ValueError(f"`embedding_noise_mode` must be one of {EMBEDDING_NOISE_MODES}, got {mode!r}.")
 
 
 @dataclass
@@ -30,6 +44,13 @@ class DiMOInitialState:
         r_init_max: when set, the fraction is drawn per batch uniformly from ``[r_init, r_init_max]``.
         token_distribution: distribution of the non-mask positions; ``uniform`` over the allowed tokens.
         embedding_noise_std: σ of Gaussian noise added to the input embeddings of the generated positions.
+        embedding_noise_mode: how the noise is mixed in (see [`mix_embedding_noise`]): ``"additive"`` e + σ·n (the
+            default, kept so that generators saved before this field load and sample unchanged) or
+            ``"variance_preserving"`` σ·n + √(1 − σ²)·e (the authors' code; σ must be ≤ 1).
+        clamp_min_one_mask: mask at least one position even when ``round(length · r)`` is 0 (the authors'
+            ``generate_one_step`` clamps the count to ≥ 1). Default False, today's behaviour: with the usual
+            r_init ≥ 0.5 the count is never 0, so the clamp only matters for r_init ≈ 0 or very short answers,
+            and a saved generator without the field keeps sampling exactly as it did.
         vocab_size: tokens are drawn from ``[0, vocab_size)``, minus ``excluded_token_ids`` and the mask token.
         excluded_token_ids: ids never used as random initial tokens (special tokens).
     """
@@ -40,6 +61,8 @@ class DiMOInitialState:
     embedding_noise_std: float = 0.0
     vocab_size: int | None = None
     excluded_token_ids: list[int] = field(default_factory=list)
+    embedding_noise_mode: str = "additive"
+    clamp_min_one_mask: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.r_init) <= 1.0:
@@ -51,6 +74,14 @@ class DiMOInitialState:
                              f"got {self.token_distribution!r}.")
         if self.embedding_noise_std < 0:
             raise ValueError(f"`embedding_noise_std` must be >= 0, got {self.embedding_noise_std}.")
+        if self.embedding_noise_mode not in EMBEDDING_NOISE_MODES:
+            raise ValueError(f"`embedding_noise_mode` must be one of {EMBEDDING_NOISE_MODES}, "
+                             f"got {self.embedding_noise_mode!r}.")
+        if self.embedding_noise_mode == "variance_preserving" and self.embedding_noise_std > 1:
+            raise ValueError("variance-preserving embedding noise σ·n + √(1 − σ²)·e needs `embedding_noise_std` ≤ 1, "
+                             f"got {self.embedding_noise_std}.")
+        if not isinstance(self.clamp_min_one_mask, bool):
+            raise TypeError(f"`clamp_min_one_mask` must be a bool, got {type(self.clamp_min_one_mask).__name__}.")
         if self.vocab_size is not None and self.vocab_size < 1:
             raise ValueError(f"`vocab_size` must be a positive integer, got {self.vocab_size}.")
         self.excluded_token_ids = sorted({int(i) for i in self.excluded_token_ids})
@@ -107,13 +138,16 @@ class DiMOInitialState:
 
     def sample(self, batch: int, length: int, mask_token_id: int, device: torch.device | str = "cpu",
                generator: torch.Generator | None = None, ratio: float | None = None) -> torch.LongTensor:
-        """x_init of shape (batch, length): exactly ``round(length · r)`` positions per row (chosen uniformly) hold
-        ``mask_token_id`` and the rest uniformly random allowed tokens. Random numbers come from ``generator``
+        """x_init of shape (batch, length): exactly ``round(length · r)`` positions per row (at least one with
+        ``clamp_min_one_mask``, at most ``length``; chosen uniformly) hold ``mask_token_id`` and the rest uniformly
+        random allowed tokens. Random numbers come from ``generator``
         (on CPU) so that a seeded call gives the same canvas on every device."""
         ratio = self.draw_ratio(generator) if ratio is None else ratio
         allowed = self.allowed_tokens(mask_token_id)
         tokens = allowed[torch.randint(len(allowed), (batch, length), generator=generator)]
         num_masked = int(round(length * ratio))
+        if self.clamp_min_one_mask:
+            num_masked = min(max(num_masked, 1), length)
         order = torch.rand(batch, length, generator=generator).argsort(dim=1)
         masked = order < num_masked
         return tokens.masked_fill(masked, mask_token_id).to(device)
@@ -131,9 +165,13 @@ def input_embedding_module(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def embedding_noise(model: nn.Module, std: float, positions: torch.BoolTensor,
-                    generator: torch.Generator | None = None) -> Iterator[None]:
-    """Inside the block, every forward of ``model``'s input-embedding layer adds N(0, std²) noise to the embeddings
-    at ``positions`` (batch, length) — Di[M]O's embedding perturbation of x_init. No-op for ``std == 0``."""
+                    generator: torch.Generator | None = None, mode: str = "additive") -> Iterator[None]:
+    """Inside the block, every forward of ``model``'s input-embedding layer perturbs the embeddings at ``positions``
+    (batch, length) with Gaussian noise of scale ``std``, mixed as ``mode`` says ([`mix_embedding_noise`]) —
+    Di[M]O's embedding perturbation of x_init. Other positions are left exactly as they are. No-op for
+    ``std == 0``."""
+    if mode not in EMBEDDING_NOISE_MODES:
+        raise ValueError(f"`mode` must be one of {EMBEDDING_NOISE_MODES}, got {mode!r}.")
     if std <= 0:
         yield
         return
@@ -143,7 +181,8 @@ def embedding_noise(model: nn.Module, std: float, positions: torch.BoolTensor,
             raise ValueError(f"embedding noise positions have shape {tuple(positions.shape)} but the embeddings "
                              f"have shape {tuple(output.shape[:2])}.")
         noise = torch.randn(output.shape, generator=generator, dtype=torch.float32).to(output.device, output.dtype)
-        return output + std * noise * positions.to(output.device).unsqueeze(-1).to(output.dtype)
+        where = positions.to(output.device).unsqueeze(-1)
+        return torch.where(where, mix_embedding_noise(output, noise, std, mode), output)
 
     handle = input_embedding_module(model).register_forward_hook(add_noise)
     try:
@@ -152,4 +191,5 @@ def embedding_noise(model: nn.Module, std: float, positions: torch.BoolTensor,
         handle.remove()
 
 
-__all__ = ["DiMOInitialState", "TOKEN_DISTRIBUTIONS", "embedding_noise", "input_embedding_module"]
+__all__ = ["DiMOInitialState", "EMBEDDING_NOISE_MODES", "TOKEN_DISTRIBUTIONS", "embedding_noise",
+           "input_embedding_module", "mix_embedding_noise"]

@@ -317,7 +317,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         generated[:, prompt_length:] = True
         prompt_index = ~generated
         noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
-        with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator):
+        with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator,
+                             initial_state.embedding_noise_mode):
             logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
         answer = logits[:, prompt_length:]
         if bool(torch.isnan(answer).any()) or bool(torch.isposinf(answer).any()):

@@ -13,7 +13,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 
 from ..denoiser import DenoiserConditions, build_conditions, conditional_denoise, encode_captions
-from ..generation.initial_state import DiMOInitialState, embedding_noise, input_embedding_module
+from ..generation.initial_state import DiMOInitialState, embedding_noise, input_embedding_module, mix_embedding_noise
 from ..schedulers.scheduling_maskgit import (check_bool, check_generator, check_real, check_temperature, is_integer,
                                              is_real)
 from ._sharing import PipelineSharingMixin
@@ -33,7 +33,7 @@ def _check_finite(logits: torch.Tensor, step: int, source: str) -> None:
 
 @contextlib.contextmanager
 def _per_image_embedding_noise(model: torch.nn.Module, std: float, generators: list[torch.Generator],
-                               copies: int) -> Iterator[None]:
+                               copies: int, mode: str = "additive") -> Iterator[None]:
     """Di[M]O's embedding noise with one generator per image: image ``i`` draws its ``copies`` rows (the
     unconditional and conditional copies under guidance) from ``generators[i]`` alone, as a call for that image
     alone would. No-op for ``std == 0``."""
@@ -44,7 +44,7 @@ def _per_image_embedding_noise(model: torch.nn.Module, std: float, generators: l
     def add_noise(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         rows = [torch.randn((copies, *output.shape[1:]), generator=g, dtype=torch.float32) for g in generators]
         noise = torch.stack(rows, dim=1).reshape(output.shape)  # (copies, images, ...) → rows copy-major
-        return output + std * noise.to(output.device, output.dtype)
+        return mix_embedding_noise(output, noise.to(output.device, output.dtype), std, mode)
 
     handle = input_embedding_module(model).register_forward_hook(add_noise)
     try:
@@ -337,6 +337,7 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
         else:
             latents = latents.to(device=device, dtype=torch.long)
         noise_std = initial_state.embedding_noise_std if initial_state is not None else 0.0
+        noise_mode = initial_state.embedding_noise_mode if initial_state is not None else "additive"
 
         # 3. denoising loop
         self.scheduler.set_timesteps(num_inference_steps, temperature, device)
@@ -344,8 +345,9 @@ class MaskedImagePipeline(PipelineSharingMixin, DiffusionPipeline):
             for i, timestep in enumerate(self.scheduler.timesteps):
                 rows = 2 * batch_size if do_cfg else batch_size
                 positions = torch.ones(rows, shape[1] * shape[2], dtype=torch.bool, device=device)
-                noise = _per_image_embedding_noise(self.transformer, noise_std, generator, 2 if do_cfg else 1) \
-                    if per_image else embedding_noise(self.transformer, noise_std, positions, generator)
+                noise = _per_image_embedding_noise(self.transformer, noise_std, generator, 2 if do_cfg else 1,
+                                                   noise_mode) \
+                    if per_image else embedding_noise(self.transformer, noise_std, positions, generator, noise_mode)
                 with noise:  # one batched pass under guidance: null rows first, then the conditional ones
                     model_output = conditional_denoise(self.transformer, latents, conditions,
                                                        guidance_scale if do_cfg else 1.0)

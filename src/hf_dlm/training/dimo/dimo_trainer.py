@@ -9,7 +9,13 @@ One optimisation step, for a batch of conditions c:
 4. g = ∇_{z_ψ} D(p_φ ‖ p_ψ) at the masked positions of x̃_t, and the generator loss whose gradient with respect to
    z_θ(x_init) is w(t)·g there (eq. 7, line 10) — the Trainer's optimizer steps θ;
 5. the auxiliary model ψ is fitted to the generator's samples with the masked-diffusion cross-entropy on a fresh
-   x̃_t' (lines 12–13) by a second optimizer owned by this trainer.
+   x̃_t' (lines 12–13) by a second optimizer owned by this trainer — on the step's own x_θ
+   (``auxiliary_sample="reuse"``, Algorithm 1) or on a new x_init and generator sample drawn after the generator
+   update (``"fresh"``, the authors' code), optionally mixed with the authors' soft loss (``alpha_fake``).
+
+The switches that make a step exactly the authors' code (``embedding_noise_mode``, ``remask_mode``,
+``clamp_min_one_mask``, ``auxiliary_sample``, ``sample_mask_tokens``, ``alpha_fake``) are described in
+[`DiMOConfig`]; ``DiMOConfig.from_preset`` turns them all on.
 
 The teacher is frozen. ``memory_mode="full"`` keeps teacher, generator and auxiliary as three copies (as the paper);
 ``memory_mode="lora"`` keeps one frozen base model — the teacher, reached with ``disable_adapter()`` — carrying two
@@ -160,6 +166,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         self.auxiliary_optimizer: torch.optim.Optimizer | None = None
         self._auxiliary_wrapped: nn.Module | None = None
         self._pending: tuple | None = None
+        self._pending_logits: torch.Tensor | None = None
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # ------------------------------------------------------------------ set-up helpers
@@ -248,9 +255,19 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
 
     def remask(self, x0: torch.LongTensor, generated: torch.BoolTensor
                ) -> tuple[torch.LongTensor, torch.BoolTensor, torch.Tensor]:
-        """x̃_t ~ q_t|0(· | x0): per row a ratio r_t from ``remask_schedule``, every generated position masked
-        independently with probability r_t (at least one per row). Returns (x̃_t, masked, r_t)."""
-        return self.noise_scheduler.add_noise(x0, positions=generated, return_mask=True)
+        """x̃_t ~ q_t|0(· | x0): per row a ratio r_t from ``remask_schedule``; with ``remask_mode="independent"``
+        every generated position masked independently with probability r_t (at least one per row), with
+        ``"exact"`` exactly max(1, round(L·r_t)) of the row's L generated positions, chosen uniformly (the authors'
+        ``get_mask_code``). Returns (x̃_t, masked, r_t)."""
+        if self.args.remask_mode == "independent":
+            return self.noise_scheduler.add_noise(x0, positions=generated, return_mask=True)
+        ratio = self.noise_scheduler.schedule.draw(len(x0), x0.device).reshape(-1)
+        length = generated.sum(1)
+        count = torch.minimum((length * ratio).round().clamp_min(1), length).long()
+        scores = torch.rand(x0.shape, device=x0.device).masked_fill(~generated, 2.0)
+        rank = scores.argsort(dim=1).argsort(dim=1)  # 0 for the lowest score of a row
+        masked = (rank < count.unsqueeze(1)) & generated
+        return x0.masked_fill(masked, self.mask_token_id), masked, ratio
 
     def _weights(self, ratio: torch.Tensor, length: int) -> torch.Tensor | None:
         if self.args.loss_weighting == "constant":
@@ -259,19 +276,23 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             return ratio
         return 1.0 / ratio.clamp_min(1.0 / length)
 
-    def _suppressed(self, width: int, device: torch.device) -> torch.BoolTensor:
-        """Logits the generator never samples: the mask token, excluded ids and padded rows past the vocabulary."""
+    def _suppressed(self, width: int, device: torch.device, allow_mask: bool = False) -> torch.BoolTensor:
+        """Logits the generator never samples: the mask token (unless ``allow_mask``), excluded ids and padded rows
+        past the vocabulary."""
         suppressed = torch.zeros(width, dtype=torch.bool, device=device)
         suppressed[self.initial_state.vocab_size:] = True
         special = [i for i in [self.mask_token_id, *self.initial_state.excluded_token_ids] if i < width]
         suppressed[special] = True
+        if allow_mask and self.mask_token_id < width:
+            suppressed[self.mask_token_id] = False
         return suppressed
 
     def sample_tokens(self, logits: torch.Tensor, x_init: torch.LongTensor, generated: torch.BoolTensor,
-                      temperature: float) -> torch.LongTensor:
-        """x_θ ~ softmax(z_θ / τ) at the generated positions (Algorithm 1, line 6); the prompt stays."""
+                      temperature: float, allow_mask: bool = False) -> torch.LongTensor:
+        """x_θ ~ softmax(z_θ / τ) at the generated positions (Algorithm 1, line 6); the prompt stays. The mask token
+        is drawn only with ``allow_mask`` (training with ``sample_mask_tokens``, the authors' sampler)."""
         logits = (logits.detach().float() / temperature).masked_fill(
-            self._suppressed(logits.shape[-1], logits.device), float("-inf"))
+            self._suppressed(logits.shape[-1], logits.device, allow_mask), float("-inf"))
         samples = torch.multinomial(logits.softmax(-1).view(-1, logits.shape[-1]), 1).view(x_init.shape)
         return torch.where(generated, samples, x_init)
 
@@ -279,7 +300,8 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
                                                                               torch.BoolTensor]:
         """(z_θ(x_init, c), x_init, generated positions), with the embedding perturbation of p_init."""
         x_init, generated = self.draw_initial_state(cond)
-        with embedding_noise(model, self.initial_state.embedding_noise_std, generated):
+        with embedding_noise(model, self.initial_state.embedding_noise_std, generated,
+                             mode=self.initial_state.embedding_noise_mode):
             logits = conditional_denoise(model, x_init, cond)
         return logits, x_init, generated
 
@@ -290,7 +312,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         args: DiMOConfig = self.args
         cond = self._conditions(inputs)
         logits, x_init, generated = self.generator_forward(model, cond)
-        x_theta = self.sample_tokens(logits, x_init, generated, args.generator_temperature)
+        x_theta = self.sample_tokens(logits, x_init, generated, args.generator_temperature, args.sample_mask_tokens)
         noisy, masked, ratio = self.remask(x_theta, generated)
         teacher = self.teacher_logits(noisy, cond)
         auxiliary = self.auxiliary_logits(noisy, cond)
@@ -304,6 +326,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             self._metrics["divergence_per_token"].append(float(per_token[masked].mean()))
             self._metrics["mask_ratio"].append(float(ratio.mean()))
         self._pending = (x_theta.detach(), generated, cond)
+        self._pending_logits = logits.detach() if args.alpha_fake > 0 else None
         loss = value + surrogate - surrogate.detach()
         return (loss, {"logits": logits}) if return_outputs else loss
 
@@ -312,13 +335,48 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
         updates (Algorithm 1, lines 12–13)."""
         loss = super().training_step(model, inputs, num_items_in_batch)
         x_theta, generated, cond = self._pending
-        self._pending = None
+        logits = self._pending_logits
+        self._pending = self._pending_logits = None
         for _ in range(self.args.auxiliary_updates_per_step):
-            self._metrics["auxiliary_loss"].append(self.auxiliary_step(x_theta, generated, cond))
+            if self.args.auxiliary_sample == "fresh":
+                x_theta, generated, logits = self.fresh_generator_sample(cond)
+            self._metrics["auxiliary_loss"].append(self.auxiliary_step(x_theta, generated, cond, logits))
         return loss
 
-    def auxiliary_step(self, x_theta: torch.LongTensor, generated: torch.BoolTensor, cond: DenoiserConditions) -> float:
-        """One update of ψ: masked-token cross-entropy (label-smoothed) of the auxiliary on x̃_t' ~ q(·|x_θ)."""
+    @torch.no_grad()
+    def fresh_generator_sample(self, cond: DenoiserConditions
+                               ) -> tuple[torch.LongTensor, torch.BoolTensor, torch.Tensor | None]:
+        """A new x_init and generator sample x_θ for the auxiliary update (``auxiliary_sample="fresh"``, the authors'
+        code), drawn without gradients from the generator as it is after its update. Returns (x_θ, generated
+        positions, generator logits — None unless the soft auxiliary loss needs them)."""
+        args: DiMOConfig = self.args
+        model = self.accelerator.unwrap_model(self.model)
+        logits, x_init, generated = self.generator_forward(model, cond)
+        x_theta = self.sample_tokens(logits, x_init, generated, args.generator_temperature, args.sample_mask_tokens)
+        return x_theta, generated, (logits.detach() if args.alpha_fake > 0 else None)
+
+    def auxiliary_loss(self, logits: torch.Tensor, x_theta: torch.LongTensor, masked: torch.BoolTensor,
+                       generator_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The auxiliary's loss on x̃_t: (1 − α)·hard + α·soft with α = ``alpha_fake``. hard: the label-smoothed
+        cross-entropy of z_ψ against x_θ at the masked positions (mean); soft (the authors' code, needs
+        ``generator_logits`` z_θ): the mean over masked positions of T²·(1/V)·Σ_v p_v (log p_v − log q_v),
+        p = softmax(z_θ/T), q = softmax(z_ψ/T), V the logit width, T = ``auxiliary_soft_temperature``."""
+        args: DiMOConfig = self.args
+        hard = F.cross_entropy(logits[masked].float(), x_theta[masked], label_smoothing=args.auxiliary_label_smoothing)
+        if args.alpha_fake <= 0:
+            return hard
+        if generator_logits is None:
+            raise ValueError("the soft auxiliary loss (alpha_fake > 0) needs the generator logits of x_θ.")
+        temperature = args.auxiliary_soft_temperature
+        log_q = F.log_softmax(logits[masked].float() / temperature, dim=-1)
+        p = F.softmax(generator_logits[masked].float() / temperature, dim=-1)
+        soft = (F.kl_div(log_q, p, reduction="none") * temperature ** 2).mean(-1).mean()
+        return args.alpha_fake * soft + (1.0 - args.alpha_fake) * hard
+
+    def auxiliary_step(self, x_theta: torch.LongTensor, generated: torch.BoolTensor, cond: DenoiserConditions,
+                       generator_logits: torch.Tensor | None = None) -> float:
+        """One update of ψ on x̃_t' ~ q(·|x_θ) with [`auxiliary_loss`] (``generator_logits``: z_θ that produced x_θ,
+        needed only by the soft loss)."""
         args: DiMOConfig = self.args
         noisy, masked, _ = self.remask(x_theta, generated)
         lora = self.auxiliary is None
@@ -330,8 +388,7 @@ class DiMOTrainer(ResumeGuardMixin, AtomicCheckpointMixin, Trainer):
             model.train()
         try:
             logits = conditional_denoise(model, noisy, cond)
-            loss = F.cross_entropy(logits[masked].float(), x_theta[masked],
-                                   label_smoothing=args.auxiliary_label_smoothing)
+            loss = self.auxiliary_loss(logits, x_theta, masked, generator_logits)
             loss.backward()
             params = list(self._trainable(AUXILIARY).values())
             if lora and self.accelerator.num_processes > 1:  # the adapter runs outside DDP: average its gradients
