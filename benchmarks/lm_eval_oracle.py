@@ -43,6 +43,7 @@ Writes benchmarks/results/lm_eval_oracle[_SIZE].json and .png and prints markdow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib.util
 import json
@@ -152,16 +153,9 @@ def hf_backend(model, tokenizer, batch_size: int, told: list[str]):
     """The harness's ``hf`` backend on a loaded model; what it logs or warns while it is built goes to ``told``."""
     from lm_eval.models.huggingface import HFLM
 
-    handler = _Records()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, device="cpu")
-    finally:
-        root.removeHandler(handler)
-    told.extend(handler.messages + [f"{w.category.__name__}: {w.message}"[:300] for w in caught])
+    with _told() as messages:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, device="cpu")
+    told.extend(messages)
     return lm
 
 
@@ -177,21 +171,28 @@ class _Records(logging.Handler):
         self.messages.append(f"{record.name}: {record.getMessage()}"[:300])
 
 
-def run_task(lm, task: str, limit: int, manager: TaskManager) -> tuple[dict, float, list[str]]:
-    """One ``simple_evaluate`` of one task; returns (metrics, seconds, warnings logged)."""
-    handler = _Records()
+@contextlib.contextmanager
+def _told():
+    """Collects what is logged (WARNING+, any logger) or warned inside the block: what the harness told the user."""
+    handler, messages = _Records(), []
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            start = time.perf_counter()
-            out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit,
-                                          log_samples=True, bootstrap_iters=0, verbosity="ERROR")
-            seconds = time.perf_counter() - start
+            yield messages
     finally:
         root.removeHandler(handler)
-    told = handler.messages + [f"{w.category.__name__}: {w.message}"[:300] for w in caught]
+        messages.extend(handler.messages + [f"{w.category.__name__}: {w.message}"[:300] for w in caught])
+
+
+def run_task(lm, task: str, limit: int, manager: TaskManager) -> tuple[dict, float, list[str]]:
+    """One ``simple_evaluate`` of one task; returns (metrics, seconds, warnings logged)."""
+    with _told() as told:
+        start = time.perf_counter()
+        out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit,
+                                      log_samples=True, bootstrap_iters=0, verbosity="ERROR")
+        seconds = time.perf_counter() - start
     return summarize(task, out), seconds, told
 
 

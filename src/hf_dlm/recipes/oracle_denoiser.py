@@ -43,7 +43,8 @@ class OracleDenoiser(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module) -> None:
-        pass
+        """Nothing to initialise: the buffers are the oracle's exact tables and ``anchor`` is zero by construction
+        (``post_init`` must not overwrite them)."""
 
     def forward(self, input_ids: torch.LongTensor, attention_mask=None, **kwargs) -> CausalLMOutput:
         batch, length = input_ids.shape
