@@ -103,11 +103,17 @@ def test_eos_stops_and_trims(tiny_llada):
     bias[eos] = 100.0  # the model now always proposes EOS
     tiny_llada.model.transformer.ff_out.bias = torch.nn.Parameter(bias)
     counter = CallCounter(tiny_llada)
-    out = tiny_llada.generate(torch.randint(0, 90, (2, 3)), max_new_tokens=12, steps=12, block_length=4,
+    prompt = torch.randint(0, 90, (2, 3))
+    out = tiny_llada.generate(prompt, max_new_tokens=12, steps=12, block_length=4,
                               return_dict_in_generate=True, eos_token_id=eos, pad_token_id=94)
-    assert counter.calls == 4  # EOS everywhere in block 1 of 3: later blocks are not generated
+    # EOS everywhere: decoding stops once each row's first EOS has no mask before it (later blocks and the rest of
+    # block 1 are not generated), which cannot change the returned tokens
+    assert counter.calls < 4 and out.nfe == counter.calls
     assert out.sequences.shape == (2, 4)  # prompt + first EOS; trailing padding columns are cut
     assert (out.sequences[:, 3] == eos).all()
+    full = tiny_llada.generate(prompt, max_new_tokens=12, steps=12, block_length=4, eos_token_id=eos,
+                               pad_token_id=94, stop_at_eos=False)
+    assert torch.equal(out.sequences, trim_after_eos(full, 3, [eos], 94))
 
 
 def test_trim_after_eos_by_hand():

@@ -9,6 +9,7 @@ from transformers import GenerationConfig
 
 from ._contract import refuse_unsupported_fields
 from ._reload import TOKEN_ID_FIELDS, token_ids_from_model_config
+from .cache import CACHE_IMPLEMENTATIONS
 from .dream_sampling import DREAM_ALGORITHMS
 
 REMASKING_STRATEGIES = ("low_confidence", "random", "margin", "entropy", "origin")
@@ -60,6 +61,19 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         threshold: confidence-threshold parallel decoding (Fast-dLLM, arXiv 2505.22618) — each pass commits every
             masked token of the current block whose score is ≥ ``threshold`` and at least the best one; a block ends
             when it has no mask left or after ``block_length`` passes, so decoding always ends.
+        factor: Fast-dLLM's factor-based parallel decoding (arXiv 2505.22618, Sec. 3.3; its
+            ``get_transfer_index_dynamic``): with the block's masked confidences sorted c₁ ≥ c₂ ≥ …, commit the
+            longest prefix whose every cₙ (n ≥ 2) is ≥ 1 − factor / (n + 1) — at least one token; like the authors'
+            code, when only the last one fails it is committed too. Needs ``remasking="low_confidence"``; exclusive
+            with ``threshold``; blocks end as with ``threshold``.
+        cache_implementation: Fast-dLLM's approximate key/value cache (arXiv 2505.22618, Sec. 3.2;
+            [`MaskedDiffusionCache`]): ``None`` (default, the authors' LLaDA and Dream: every pass encodes the whole
+            canvas), ``"prefix"`` (one full pass per block stores every position's K/V; the other passes feed the
+            block and the suffix and reuse the K/V left of the block) or ``"dual"`` (the other passes feed the block
+            alone and reuse the K/V on both sides). The cached K/V are those of the canvas at the last refresh, so
+            tokens can differ from uncached decoding; ``benchmarks/fast_decoding.py`` reports how much.
+        cache_refresh_interval: with a cache, also re-encode the whole canvas every this many passes inside a
+            block (``None``: only at block starts, Fast-dLLM's setting; 1: every pass, identical to no cache).
         cfg_scale: unsupervised classifier-free guidance (LLaDA): ``un + (cfg_scale + 1) · (cond − un)``, where
             ``un`` are the logits with the prompt masked. 0 disables it.
         min_new_tokens: EOS ids are never proposed in the first ``min_new_tokens`` answer positions.
@@ -94,6 +108,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         self.remasking: str | None = kwargs.pop("remasking", None)
         self.alg_temp: float | None = kwargs.pop("alg_temp", None)
         self.threshold: float | None = kwargs.pop("threshold", None)
+        self.factor: float | None = kwargs.pop("factor", None)
+        self.cache_refresh_interval: int | None = kwargs.pop("cache_refresh_interval", None)
         self.cfg_scale: float = kwargs.pop("cfg_scale", 0.0)
         self.stop_at_eos: bool = kwargs.pop("stop_at_eos", True)
         self.suppress_mask_token: bool = kwargs.pop("suppress_mask_token", False)
@@ -161,7 +177,13 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             user_set_attributes = (user_set_attributes - {"temperature", "top_k", "top_p"}) | {"do_sample"}
         if hasattr(self, "num_return_sequences"):  # our checks first: they name the field for any bad type
             self._validate_values()
-        super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        cache = getattr(self, "cache_implementation", None)
+        if cache in CACHE_IMPLEMENTATIONS:  # our names, unknown to transformers' list of cache classes
+            self.cache_implementation = None
+        try:
+            super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        finally:
+            self.cache_implementation = cache
 
     def _validate_values(self) -> None:
         if self.sampler is not None and self.sampler not in SAMPLERS:
@@ -195,6 +217,28 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             if self.remasking in ("random", "origin"):
                 raise ValueError(f"`threshold` needs a confidence score; it cannot be combined with "
                                  f"remasking={self.remasking!r} (use 'low_confidence', 'margin' or 'entropy').")
+        if self.factor is not None:
+            if not (_is_number(self.factor) and math.isfinite(self.factor) and self.factor > 0):
+                raise ValueError(f"`factor` must be a finite number > 0 or None, got {self.factor!r}.")
+            if self.threshold is not None:
+                raise ValueError(f"`factor` ({self.factor}) and `threshold` ({self.threshold}) are two parallel "
+                                 "decoding rules; pass one of them.")
+            if self.remasking not in (None, "low_confidence"):
+                raise ValueError(f"`factor` compares probabilities with 1 − factor/(n + 1); it needs "
+                                 f"remasking='low_confidence', got {self.remasking!r}.")
+        if self.cache_implementation is not None and self.cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ValueError(f"`cache_implementation` must be one of {CACHE_IMPLEMENTATIONS} or None for masked "
+                             f"diffusion decoding, got {self.cache_implementation!r}.")
+        if self.cache_implementation is not None and self.use_cache is False:
+            raise ValueError(f"`cache_implementation={self.cache_implementation!r}` asks for a cache and "
+                             "`use_cache=False` forbids one; pass one of them.")
+        if self.cache_refresh_interval is not None and (not _is_int(self.cache_refresh_interval)
+                                                        or self.cache_refresh_interval < 1):
+            raise ValueError(f"`cache_refresh_interval` must be an integer >= 1 or None, got "
+                             f"{self.cache_refresh_interval!r}.")
+        if self.cache_config not in (None, {}):
+            raise ValueError(f"`cache_config={self.cache_config!r}`: the masked-diffusion cache has no settings "
+                             "besides `cache_implementation` and `cache_refresh_interval`.")
         if not (_is_number(self.eps) and 0 < self.eps < 1):
             raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
         for name in ("stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "output_history",
@@ -232,7 +276,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         return cls(**token_ids_from_model_config(model_config, TOKEN_ID_FIELDS + ("mask_token_id",)))
 
 
-OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "cfg_scale",
+OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "factor",
+                        "cache_implementation", "cache_refresh_interval", "cache_config", "cfg_scale",
                         "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "mask_token_id", "eps",
                         "output_history", "show_progress", "infill"})
 

@@ -5,6 +5,7 @@ parallel decoding (Fast-dLLM, arXiv 2505.22618) and transformers' ``generate()``
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -13,10 +14,11 @@ from tqdm.auto import tqdm
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput, logging
 
-from ..denoiser import get_mask_token_id, guided_denoise
+from ..denoiser import get_mask_token_id, guided_denoise, predicts_next_token
 from ._contract import largest_divisor_at_most, stop_string_ids
 from ._inputs import check_generator, check_prompt
 from ._reload import ReloadsGenerationConfig, merge_overrides
+from .cache import MaskedDiffusionCache
 from .configuration import MaskedDiffusionGenerationConfig
 from .dream_sampling import dream_timesteps, dream_transfer_count
 from .initial_state import DiMOInitialState, embedding_noise
@@ -35,13 +37,20 @@ class MaskedDiffusionGenerationOutput(ModelOutput):
 
     Args:
         sequences: prompt followed by the generated tokens, shape (batch, length).
-        nfe: number of denoiser forward passes (a classifier-free-guidance pass on the doubled batch counts once).
+        nfe: number of denoiser forward passes (a classifier-free-guidance pass on the doubled batch counts once;
+            with a cache, window passes count as passes too).
         history: with ``output_history=True``, the canvas after every step, each of shape (batch, prompt + L).
+        seconds: wall-clock time of the decoding loop.
+        tokens_per_second: returned answer tokens (all rows) per second of decoding.
+        tokens_per_forward: returned answer tokens per row per denoiser pass.
     """
 
     sequences: torch.LongTensor | None = None
     nfe: int | None = None
     history: tuple[torch.LongTensor, ...] | None = None
+    seconds: float | None = None
+    tokens_per_second: float | None = None
+    tokens_per_forward: float | None = None
 
 
 def _as_list(ids: int | list[int] | None) -> list[int]:
@@ -192,11 +201,12 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             streamer.put(input_ids.cpu())
         if generation_tokens_hook_func is not None:
             x = generation_tokens_hook_func(None, x, None)
+        started = time.perf_counter()
         x, nfe, history = self._denoise_blocks(x, prompt_length, attention_mask, config, masks, generator, streamer,
                                                generation_logits_hook_func, generation_tokens_hook_func)
         if streamer is not None:
             streamer.end()
-        return self._finish(x, prompt_length, config, nfe, history)
+        return self._finish(x, prompt_length, config, nfe, history, time.perf_counter() - started)
 
     def _proposal_masks(self, config: MaskedDiffusionGenerationConfig, prompt_length: int) -> ProposalMasks:
         suppressed = list(config.suppress_tokens or []) + [ids[0] for ids in (config.bad_words_ids or [])]
@@ -212,15 +222,18 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                         generator: torch.Generator | None, streamer: BaseStreamer | None,
                         logits_hook: LogitsHook | None, tokens_hook: TokensHook | None
                         ) -> tuple[torch.LongTensor, int, list[torch.LongTensor]]:
-        """The block loop. Without ``threshold`` every block takes exactly ``steps / num_blocks`` passes (the
-        authors' loops); with it, passes go on until the block has no mask, at most ``block_length`` of them."""
+        """The block loop. Without ``threshold`` / ``factor`` every block takes exactly ``steps / num_blocks`` passes
+        (the authors' loops); with one, passes go on until the block has no mask, at most ``block_length`` of them.
+        With ``stop_at_eos``, decoding ends as soon as every row holds an EOS with no mask before it."""
         mask_id = config.mask_token_id
         prompt_index = x != mask_id
         block_length, num_blocks = config.resolved_block_length, config.num_blocks
         steps_per_block = config.resolved_steps // num_blocks
         dream_schedule = config.sampler == "dream" or config.remasking == "origin"
+        parallel = config.threshold is not None or config.factor is not None
         eos_ids = _as_list(config.eos_token_id)
         model_kwargs = self._decoding_model_kwargs(config)
+        cache = MaskedDiffusionCache(config.cache_implementation) if config.cache_implementation else None
         history: list[torch.LongTensor] = []
         nfe = 0
         progress = tqdm(total=config.resolved_steps, disable=not config.show_progress, desc="denoising")
@@ -230,19 +243,24 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             first = 0 if block == 0 and config.infill else start  # infilling: the prompt's masks go with block 0
             counts = num_transfer_tokens(x[:, first:end] == mask_id, steps_per_block)
             timesteps = dream_timesteps(steps_per_block, config.eps, x.device)
-            passes = steps_per_block if config.threshold is None else block_length
+            passes = block_length if parallel else steps_per_block
+            window = self._cache_window(config, first, end, x.shape[1])
+            since_refresh: int | None = None  # passes since the cache last stored the canvas (None: not this block)
             for step in range(passes):
                 candidates = x == mask_id
                 candidates[:, end:] = False  # positions right of the current block are never committed
-                if config.threshold is not None and not candidates.any():
+                if parallel and not candidates.any():
                     break
-                if config.threshold is None and config.skip_idle_steps and (
+                if not parallel and config.skip_idle_steps and (
                         not candidates.any() or self._commits_nothing(candidates, counts, timesteps, step,
                                                                       steps_per_block, config, dream_schedule)):
                     progress.update(1)
                     continue
-                logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id,
-                                        **model_kwargs)
+                refresh = since_refresh is None or (config.cache_refresh_interval is not None
+                                                    and since_refresh >= config.cache_refresh_interval)
+                logits = self._denoise_pass(x, attention_mask, prompt_index, config, cache,
+                                            None if refresh else window, model_kwargs)
+                since_refresh = 1 if refresh else since_refresh + 1
                 nfe += 1
                 if logits_hook is not None:
                     logits = logits_hook(step, x, logits)
@@ -250,8 +268,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                     transfer, proposals = dream_step(logits, x, candidates, timesteps, step, steps_per_block, config,
                                                      masks, generator)
                 else:
-                    transfer, proposals = llada_step(logits, x, candidates, counts[:, step], config, masks,
-                                                     generator)
+                    count = None if parallel else counts[:, step]  # parallel rules may take more passes than steps
+                    transfer, proposals = llada_step(logits, x, candidates, count, config, masks, generator)
                 x = torch.where(transfer, proposals, x)
                 if tokens_hook is not None:
                     x = tokens_hook(step, x, logits)
@@ -260,6 +278,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                     history.append(x.clone())
                 if streamer is not None and hasattr(streamer, "put_draft"):
                     streamer.put_draft(x[:, start:end].cpu())
+                if config.stop_at_eos and eos_ids and self._answer_complete(x, prompt_length, eos_ids, mask_id):
+                    break
             if streamer is not None:
                 streamer.put(x[0, start:end].cpu())
             if config.stop_at_eos and eos_ids and block < num_blocks - 1:
@@ -269,6 +289,48 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                     break
         progress.close()
         return x, nfe, history
+
+    def _cache_window(self, config: MaskedDiffusionGenerationConfig, first: int, end: int,
+                      canvas: int) -> tuple[int, int] | None:
+        """The canvas slice a cached pass feeds: the block (and, for the prefix cache, everything right of it),
+        starting one position earlier for a model whose logits at *i* predict token *i + 1* (Dream), so that the
+        first masked position of the block still gets its logits."""
+        if config.cache_implementation is None:
+            return None
+        start = max(0, first - (1 if predicts_next_token(self) else 0))
+        return start, (canvas if config.cache_implementation == "prefix" else end)
+
+    def _denoise_pass(self, x: torch.LongTensor, attention_mask: torch.Tensor | None, prompt_index: torch.BoolTensor,
+                      config: MaskedDiffusionGenerationConfig, cache: MaskedDiffusionCache | None,
+                      window: tuple[int, int] | None, model_kwargs: dict[str, Any]) -> torch.Tensor:
+        """Aligned logits over the whole canvas: one full pass (storing the canvas' keys and values when there is a
+        cache), or a cached pass over ``window``, whose logits are placed on a canvas of zeros (positions outside the
+        window are never committed by that pass)."""
+        mask_id = config.mask_token_id
+        if cache is None:
+            return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id, **model_kwargs)
+        if window is None:
+            return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id, cache=cache,
+                                  **model_kwargs)
+        start, end = window
+        positions = torch.arange(start, end, device=x.device)
+        partial = guided_denoise(self, x[:, start:end], attention_mask, prompt_index[:, start:end], config.cfg_scale,
+                                 mask_id, cache=cache, cache_position=positions, **model_kwargs)
+        logits = partial.new_zeros(x.shape[0], x.shape[1], partial.shape[-1])
+        logits[:, start:end] = partial
+        return logits
+
+    @staticmethod
+    def _answer_complete(x: torch.LongTensor, prompt_length: int, eos_ids: list[int], mask_id: int) -> bool:
+        """Every row holds a committed EOS in its answer and no mask before it: what follows becomes padding, so
+        no further pass can change the returned tokens (adaptive stopping with ``stop_at_eos``)."""
+        answer = x[:, prompt_length:]
+        is_eos = torch.isin(answer, torch.tensor(eos_ids, device=x.device))
+        if not bool(is_eos.any(dim=1).all()):
+            return False
+        first_eos = is_eos.int().argmax(dim=1, keepdim=True)
+        before = torch.arange(answer.shape[1], device=x.device).unsqueeze(0) < first_eos
+        return not bool(((answer == mask_id) & before).any())
 
     @staticmethod
     def _commits_nothing(candidates: torch.BoolTensor, counts: torch.LongTensor, timesteps: torch.Tensor, step: int,
@@ -281,15 +343,20 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         return int(counts[:, step].sum()) == 0
 
     def _finish(self, x: torch.LongTensor, prompt_length: int, config: MaskedDiffusionGenerationConfig, nfe: int,
-                history: list[torch.LongTensor]) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
+                history: list[torch.LongTensor], seconds: float | None = None
+                ) -> torch.LongTensor | MaskedDiffusionGenerationOutput:
         eos_ids = _as_list(config.eos_token_id)
         sequences = x
         if config.stop_at_eos and eos_ids:
             pad = config.pad_token_id if config.pad_token_id is not None else eos_ids[0]
             sequences = trim_after_eos(x, prompt_length, eos_ids, pad)
         if config.return_dict_in_generate:
-            return MaskedDiffusionGenerationOutput(sequences=sequences, nfe=nfe,
-                                                   history=tuple(history) if config.output_history else None)
+            answer_tokens = sequences.shape[1] - prompt_length
+            return MaskedDiffusionGenerationOutput(
+                sequences=sequences, nfe=nfe, history=tuple(history) if config.output_history else None,
+                seconds=seconds,
+                tokens_per_second=None if not seconds else sequences.shape[0] * answer_tokens / seconds,
+                tokens_per_forward=answer_tokens / nfe if nfe else None)
         return sequences
 
     def _decoding_model_kwargs(self, config: MaskedDiffusionGenerationConfig) -> dict[str, Any]:

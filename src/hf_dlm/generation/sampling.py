@@ -119,6 +119,30 @@ def select_above_threshold(confidence: torch.Tensor, threshold: float) -> torch.
     return transfer | (torch.zeros_like(transfer).scatter(-1, best, True) & has_candidate)
 
 
+def select_by_factor(confidence: torch.Tensor, factor: float) -> torch.BoolTensor:
+    """Fast-dLLM's factor-based parallel decoding (Wu et al., 2025, arXiv 2505.22618, Sec. 3.3, as its
+    ``get_transfer_index_dynamic``). Per row, with the committable scores (the finite ones) sorted c₁ ≥ c₂ ≥ … ≥ c_M:
+    commit the top n, where n is the first index whose cₙ₊₁ < 1 − factor / (n + 2) (the bound of the (n+1)-th
+    token; c₁ is always committed), and n = M when none fails or only the last one does — the authors' code
+    commits the last token in that case too."""
+    transfer = torch.zeros_like(confidence, dtype=torch.bool)
+    available = torch.isfinite(confidence).sum(dim=-1)
+    for row in range(confidence.shape[0]):
+        count = int(available[row])
+        if count == 0:
+            continue
+        values, index = torch.sort(confidence[row], descending=True)
+        values = values[:count]
+        bounds = 1.0 - factor / (torch.arange(1, count + 1, device=values.device, dtype=values.dtype) + 1.0)
+        bounds[0] = float("-inf")
+        failing = (values < bounds).nonzero()
+        taken = count if len(failing) == 0 else int(failing[0])
+        if taken == count - 1:
+            taken = count
+        transfer[row, index[:taken]] = True
+    return transfer
+
+
 def trim_after_eos(sequences: torch.LongTensor, prompt_length: int, eos_token_ids: list[int],
                    pad_token_id: int) -> torch.LongTensor:
     """Replace every generated token after a row's first EOS by ``pad_token_id`` and drop trailing columns that
@@ -140,6 +164,7 @@ __all__ = [
     "num_transfer_tokens",
     "random_scores",
     "select_above_threshold",
+    "select_by_factor",
     "select_top",
     "trim_after_eos",
 ]

@@ -15,7 +15,7 @@ import torch
 from .configuration import MaskedDiffusionGenerationConfig
 from .dream_sampling import dream_origin_reveal, dream_sample_tokens, dream_transfer_count
 from .sampling import (add_gumbel_noise, confidence_scores, filter_logits, gumbel_uniforms, random_scores,
-                       select_above_threshold, select_top)
+                       select_above_threshold, select_by_factor, select_top)
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _refuse_nan(logits: torch.Tensor) -> None:
                          "into tokens (check the weights and the inputs).")
 
 
-def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.BoolTensor, counts: torch.LongTensor,
+def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.BoolTensor, counts: torch.LongTensor | None,
                config: MaskedDiffusionGenerationConfig, masks: ProposalMasks, generator: torch.Generator | None
                ) -> tuple[torch.BoolTensor, torch.LongTensor]:
     """LLaDA's step: Gumbel-max proposals on the (filtered) raw logits, scores by ``config.remasking``, then the
@@ -83,6 +83,8 @@ def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.Bool
     confidence = confidence.masked_fill(~candidates, float("-inf"))
     if config.threshold is not None:
         transfer = select_above_threshold(confidence, config.threshold)
+    elif config.factor is not None:
+        transfer = select_by_factor(confidence, config.factor)
     else:
         transfer = select_top(confidence, counts, config.alg_temp, generator)
     proposals = x.clone()
@@ -116,6 +118,8 @@ def dream_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.Bool
     confidence[candidates] = confidence_masked
     if config.threshold is not None:
         return select_above_threshold(confidence, config.threshold) & candidates, proposals
+    if config.factor is not None:
+        return select_by_factor(confidence, config.factor) & candidates, proposals
     k = dream_transfer_count(candidates, timesteps, step, steps)
     transfer = torch.zeros_like(candidates)
     if k <= 0:

@@ -15,6 +15,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
+from ..generation.cache import MaskedDiffusionCache
+
 
 class RotaryEmbedding(nn.Module):
     """Half-split RoPE (Su et al., 2021) computed in float32, as LLaDA (``rope_full_precision``) and Qwen2 do."""
@@ -50,21 +52,46 @@ def run_bidirectional_stack(model: nn.Module, embed: nn.Embedding, layers: nn.Mo
                             input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None,
                             attention_mask: torch.Tensor | None, position_ids: torch.LongTensor | None,
                             output_hidden_states: bool | None, return_dict: bool | None,
+                            cache: MaskedDiffusionCache | None = None, cache_position: torch.LongTensor | None = None,
                             **kwargs) -> BaseModelOutput | tuple:
     """The trunk forward both architectures share: embed, derive positions from padding, build the bidirectional
-    padding mask, run the blocks, apply the final norm. ``model`` supplies ``config`` and ``rotary_emb``."""
+    padding mask, run the blocks, apply the final norm. ``model`` supplies ``config`` and ``rotary_emb``.
+
+    With a [`MaskedDiffusionCache`] (Fast-dLLM, arXiv 2505.22618), a call without ``cache_position`` encodes the whole
+    canvas and stores every layer's keys and values (a refresh); a call with ``cache_position`` feeds only those
+    canvas positions (``input_ids`` / ``inputs_embeds`` hold just them), attending to the cached keys and values of
+    the rest. ``attention_mask`` always covers the whole canvas; positions come from it and are sliced to the window.
+    """
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+    if "past_key_values" in kwargs:  # transformers' former name of `cache`
+        if cache is not None:
+            raise ValueError("Pass the cache once, as `cache` (`past_key_values` is its former name).")
+        cache = kwargs.pop("past_key_values")
+    if cache_position is not None and cache is None:
+        raise ValueError("`cache_position` selects a window of a cached canvas; pass the `cache` it belongs to.")
+    if cache is not None and not isinstance(cache, MaskedDiffusionCache):
+        raise TypeError(f"A bidirectional denoiser can only use a `MaskedDiffusionCache`, got {type(cache).__name__}.")
     if inputs_embeds is None:
         inputs_embeds = embed(input_ids)
     batch, length, _ = inputs_embeds.shape
+    canvas = length if cache_position is None else max(cache.get_seq_length(), int(cache_position[-1]) + 1)
     max_positions = model.config.max_position_embeddings
-    if length > max_positions:
-        raise ValueError(f"Input length {length} exceeds the {max_positions} positions of this model "
+    if canvas > max_positions:
+        raise ValueError(f"Input length {canvas} exceeds the {max_positions} positions of this model "
                          "(`max_position_embeddings` / `max_sequence_length`).")
+    if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[1] != canvas:
+        raise ValueError(f"`attention_mask` must cover the whole canvas of {canvas} positions, got "
+                         f"{attention_mask.shape[1]}.")
     if position_ids is None:
-        position_ids = positions_from_attention_mask(attention_mask, batch, length, inputs_embeds.device)
-    mask = create_bidirectional_mask(config=model.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        position_ids = positions_from_attention_mask(attention_mask, batch, canvas, inputs_embeds.device)
+        if cache_position is not None:
+            position_ids = position_ids[:, cache_position]
+    if cache is not None:
+        cache.set_window(cache_position, length)
+        kwargs["cache"] = cache
+    mask = create_bidirectional_mask(config=model.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                     cache=cache)
     position_embeddings = model.rotary_emb(inputs_embeds, position_ids)
     hidden = inputs_embeds
     all_hidden = [] if output_hidden_states else None
@@ -115,6 +142,9 @@ class AttentionHeads:
         v = v.view(batch, length, -1, self.head_dim).transpose(1, 2)
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        cache = kwargs.pop("cache", None)
+        if cache is not None:  # a masked-diffusion cache returns the keys and values of the whole canvas
+            k, v = cache.update(k, v, self.layer_idx)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         out, _ = attention(
             self, q, k, v, attention_mask,

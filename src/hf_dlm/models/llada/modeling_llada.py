@@ -148,6 +148,10 @@ class LLaDAModel(LLaDAPreTrainedModel):
                 ngram_cache: NgramIdCache | None = None, **kwargs) -> BaseModelOutput | tuple:
         """Trunk forward. ``inputs_embeds`` replaces the whole embedding (token and N-gram); ``ngram_cache`` (an
         [`NgramIdCache`]) makes N-gram ids incremental across calls on one decoding canvas."""
+        if "ngram_embed" in self.transformer and kwargs.get("cache_position") is not None:
+            raise ValueError("N-gram embeddings read the tokens before each position, which a cached window "
+                             "(`cache_position`) does not carry: decode this model without a key/value cache "
+                             "(`cache_implementation=None`).")
         if "ngram_embed" in self.transformer and input_ids is not None and inputs_embeds is None:
             inputs_embeds = self.transformer.ngram_embed(input_ids, self.transformer.wte(input_ids), attention_mask,
                                                          ngram_cache)
@@ -184,7 +188,12 @@ class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
         self.model.transformer.ff_out = value
 
     def _decoding_model_kwargs(self, generation_config) -> dict:
-        """An [`NgramIdCache`] for one ``generate()`` call when the model has N-gram embeddings and ``use_cache``."""
+        """An [`NgramIdCache`] for one ``generate()`` call when the model has N-gram embeddings and ``use_cache``.
+        A key/value cache is refused for N-gram models: a cached window lacks the tokens before it."""
+        if self.config.ngram_embedding is not None and generation_config.cache_implementation is not None:
+            raise ValueError(f"`cache_implementation={generation_config.cache_implementation!r}` cannot be used with "
+                             "N-gram embeddings (a cached window does not carry the tokens its N-grams read); "
+                             "decode with cache_implementation=None.")
         if self.config.ngram_embedding is not None and generation_config.use_cache:
             return {"ngram_cache": NgramIdCache()}
         return {}
