@@ -36,6 +36,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--temperature", type=non_negative_float, default=None, help="> 0 samples; 0 is greedy")
     parser.add_argument("--remasking", default=None, choices=REMASKING, help="which masked positions to reveal "
                         "(masked diffusion; default: the model family's own)")
+    parser.add_argument("--cache", default=None, choices=("none", "prefix", "dual"),
+                        help="Fast-dLLM key/value cache (masked diffusion): none re-encodes the canvas every step; "
+                             "prefix / dual reuse the keys and values left of / around the block (faster, approximate)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="confidence-threshold parallel decoding: commit every token scoring >= this")
+    parser.add_argument("--factor", type=float, default=None,
+                        help="Fast-dLLM's factor-based parallel decoding (low_confidence remasking)")
     parser.add_argument("--scheme", default=None, choices=SCHEMES, help="Logit-FM sampling scheme")
     parser.add_argument("--num-steps", type=positive_int, default=None, help="function evaluations (Logit-FM)")
     parser.add_argument("--seed", type=seed, default=0)
@@ -73,13 +80,17 @@ def _generation_kwargs(args: argparse.Namespace, model: Any) -> dict:
     if args.temperature is not None:
         kwargs.update(temperature=args.temperature, do_sample=args.temperature > 0)
     is_logit_fm = model.config.model_type == "logit_fm"
-    text_only = {"steps": args.steps, "block_length": args.block_length, "remasking": args.remasking}
+    text_only = {"steps": args.steps, "block_length": args.block_length, "remasking": args.remasking,
+                 "cache": args.cache, "threshold": args.threshold, "factor": args.factor}
     flow_only = {"scheme": args.scheme, "num_steps": args.num_steps}
     wrong = [k for k, v in (text_only if is_logit_fm else flow_only).items() if v is not None]
     if wrong:
         raise CLIError(f"{', '.join('--' + w.replace('_', '-') for w in wrong)} do not apply to a "
                        f"{model.config.model_type} model.")
     kwargs.update({k: v for k, v in (flow_only if is_logit_fm else text_only).items() if v is not None})
+    if "cache" in kwargs:  # `none` overrides a cache saved in the generation config
+        cache = kwargs.pop("cache")
+        kwargs["cache_implementation"] = None if cache == "none" else cache
     return kwargs
 
 

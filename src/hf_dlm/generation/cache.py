@@ -34,25 +34,21 @@ class MaskedDiffusionCacheLayer(CacheLayerMixin):
         self.device = key_states.device
         self.is_initialized = True
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, window: tuple[int, int] | None = None,
-               *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the canvas' K/V (``window`` None: a refresh), or write the window's fresh K/V over the stored ones
-        and return the full canvas of K/V."""
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor,
+               window: torch.LongTensor | None = None, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the canvas' K/V (``window`` None: a refresh), or write the window's fresh K/V (canvas indices
+        ``window``) over the stored ones and return the full canvas of K/V."""
         if window is None:
             self.lazy_initialization(key_states, value_states)
             self.keys, self.values = key_states, value_states
             return key_states, value_states
         if not self.is_initialized:
             raise RuntimeError("The masked-diffusion cache was fed a window before any refresh pass stored the canvas.")
-        start, end = window
-        if end - start != key_states.shape[-2] or end > self.keys.shape[-2]:
-            raise ValueError(f"window [{start}, {end}) does not match {key_states.shape[-2]} fed positions and a "
-                             f"cached canvas of {self.keys.shape[-2]}.")
-        if key_states.shape[0] != self.keys.shape[0]:
+        if not torch.compiler.is_compiling() and key_states.shape[0] != self.keys.shape[0]:
             raise ValueError(f"the cache holds a batch of {self.keys.shape[0]} rows, this pass feeds "
                              f"{key_states.shape[0]} (classifier-free guidance must be on or off for both).")
-        self.keys[:, :, start:end] = key_states
-        self.values[:, :, start:end] = value_states
+        self.keys.index_copy_(2, window, key_states)
+        self.values.index_copy_(2, window, value_states)
         return self.keys, self.values
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
@@ -78,24 +74,32 @@ class MaskedDiffusionCache(Cache):
             raise ValueError(f"`cache_implementation` must be one of {CACHE_IMPLEMENTATIONS}, got {mode!r}.")
         super().__init__(layer_class_to_replicate=MaskedDiffusionCacheLayer)
         self.mode = mode
-        self.window: tuple[int, int] | None = None
+        self.window: torch.LongTensor | None = None
 
     def set_window(self, cache_position: torch.LongTensor | None, input_length: int) -> None:
-        """The canvas slice this pass feeds: ``None`` (the whole canvas: a refresh) or the contiguous
-        ``cache_position`` indices of the ``input_length`` fed tokens."""
+        """The canvas positions this pass feeds: ``None`` (the whole canvas: a refresh) or the ``cache_position``
+        indices of the ``input_length`` fed tokens (checked to be contiguous and inside the cached canvas, except
+        under ``torch.compile``, where the check would break the graph)."""
         if cache_position is None:
             if self.get_seq_length() not in (0, input_length):
                 raise ValueError(f"A refresh pass must feed the whole canvas of {self.get_seq_length()} positions, "
                                  f"got {input_length} without `cache_position`.")
             self.window = None
             return
-        start = int(cache_position[0])
-        end = start + input_length
-        if cache_position.numel() != input_length or not bool(
-                (cache_position == torch.arange(start, end, device=cache_position.device)).all()):
-            raise ValueError("`cache_position` must be the contiguous canvas indices of the fed tokens, "
-                             f"got {cache_position.tolist()} for {input_length} tokens.")
-        self.window = None if (start == 0 and end == self.get_seq_length()) else (start, end)
+        if not torch.compiler.is_compiling():
+            canvas = self.get_seq_length()
+            start = int(cache_position[0]) if cache_position.numel() else 0
+            expected = torch.arange(start, start + input_length, device=cache_position.device)
+            if cache_position.shape != expected.shape or not bool((cache_position == expected).all()):
+                raise ValueError("`cache_position` must be the contiguous canvas indices of the fed tokens, "
+                                 f"got {cache_position.tolist()} for {input_length} tokens.")
+            if canvas == 0:
+                raise RuntimeError("The masked-diffusion cache was fed a window before any refresh pass stored "
+                                   "the canvas.")
+            if start + input_length > canvas:
+                raise ValueError(f"window [{start}, {start + input_length}) lies outside the cached canvas of "
+                                 f"{canvas} positions.")
+        self.window = cache_position
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args,
                **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +113,8 @@ class MaskedDiffusionCache(Cache):
         return (length if self.window is not None else query_length), 0
 
     def get_query_offset(self, layer_idx: int = 0) -> int:
-        return 0 if self.window is None else self.window[0]
+        """0: bidirectional masks read only the key index (padding), never the query's."""
+        return 0
 
 
 __all__ = ["CACHE_IMPLEMENTATIONS", "MaskedDiffusionCache", "MaskedDiffusionCacheLayer"]

@@ -75,7 +75,10 @@ def run_bidirectional_stack(model: nn.Module, embed: nn.Embedding, layers: nn.Mo
     if inputs_embeds is None:
         inputs_embeds = embed(input_ids)
     batch, length, _ = inputs_embeds.shape
-    canvas = length if cache_position is None else max(cache.get_seq_length(), int(cache_position[-1]) + 1)
+    if cache is not None:
+        cache.set_window(cache_position, length)
+        kwargs["cache"] = cache
+    canvas = length if cache_position is None else cache.get_seq_length()
     max_positions = model.config.max_position_embeddings
     if canvas > max_positions:
         raise ValueError(f"Input length {canvas} exceeds the {max_positions} positions of this model "
@@ -87,9 +90,6 @@ def run_bidirectional_stack(model: nn.Module, embed: nn.Embedding, layers: nn.Mo
         position_ids = positions_from_attention_mask(attention_mask, batch, canvas, inputs_embeds.device)
         if cache_position is not None:
             position_ids = position_ids[:, cache_position]
-    if cache is not None:
-        cache.set_window(cache_position, length)
-        kwargs["cache"] = cache
     mask = create_bidirectional_mask(config=model.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                      cache=cache)
     position_embeddings = model.rotary_emb(inputs_embeds, position_ids)
