@@ -275,6 +275,18 @@ def test_generate_until_honours_max_gen_toks_and_until(tok):
         lm.generate_until([Instance("generate_until", {}, (context, {}), 0)])
 
 
+def test_generate_until_passes_the_cache_and_the_factor_rule(tok):
+    model = oracle_llada(tok)
+    lm = harness(model, tok, steps=8, block_length=4, cache="dual", factor=1.0)
+    request = Instance("generate_until", {}, ("the a of", {"max_gen_toks": 8, "until": []}), 0)
+    (text,) = lm.generate_until([request])
+    prompt = tok(["the a of"], return_tensors="pt")
+    expected = model.generate(prompt.input_ids, attention_mask=prompt.attention_mask, max_new_tokens=8, steps=8,
+                              block_length=4, cache_implementation="dual", factor=1.0, do_sample=False)
+    assert text == tok.decode(expected[0, prompt.input_ids.shape[1]:], skip_special_tokens=True)
+    assert harness(model, tok, cache="none")._generate_kwargs() == {"cache_implementation": None}
+
+
 def test_generation_task_runs_through_the_harness(tok, task_manager, tmp_path):
     model = oracle_llada(tok)
     results = evaluate(harness(model, tok), ["oracle_continuation"], task_manager, limit=3)
@@ -399,6 +411,8 @@ def test_a_logit_fm_model_generates_and_refuses_likelihood_tasks(tok):
     ({"cfg": -1.0}, "`cfg` must be a number >= 0"),
     ({"threshold": 0.0}, "`threshold` must be a number > 0"),
     ({"remasking": "best"}, "`remasking` must be one of"),
+    ({"cache": "static"}, "`cache` must be one of"),
+    ({"factor": 0}, "`factor` must be a number > 0"),
     ({"dtype": "int8"}, "`dtype` must be one of"),
     ({"is_check_greedy": "yes"}, "`is_check_greedy` must be true or false"),
     ({"seed": 1.5}, "`seed` must be an integer"),

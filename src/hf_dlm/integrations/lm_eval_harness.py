@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REMASKING = REMASKING_STRATEGIES
 # masked-diffusion sampler settings: refused for a Logit-FM model, which samples with its own scheme
-_MASKED_ONLY = ("steps", "block_length", "threshold", "remasking", "cfg")
+_MASKED_ONLY = ("steps", "block_length", "threshold", "remasking", "cfg", "factor", "cache")
+CACHES = ("none", "prefix", "dual")
 
 
 class LikelihoodUnavailableError(ValueError):
@@ -99,6 +100,9 @@ class DiffusionLM(LM):
             reports False at no cost (LLaDA's switch; no metric of its paper needs it).
         steps, block_length, threshold, remasking: sampler settings for generation tasks; ``None``: the model's
             saved generation config (generate() adapts steps and block length to ``max_gen_toks``).
+        factor: Fast-dLLM's factor-based parallel decoding for generation tasks (arXiv 2505.22618).
+        cache: Fast-dLLM's key/value cache for generation tasks: ``none``, ``prefix`` or ``dual``; ``None``: the
+            saved generation config (likelihoods are single full passes and never use it).
         max_length: longest sequence scored at once (context + continuation, a rolling window); default: the
             model's positions (``max_sequence_length`` / ``max_position_embeddings``). Longer contexts are cut on
             the left, with a logged count.
@@ -113,6 +117,7 @@ class DiffusionLM(LM):
     def __init__(self, pretrained: Any, tokenizer: Any = None, mc_num: int = 128, batch_size: int | str = 32,
                  cfg: float | None = None, is_check_greedy: bool = True, steps: int | None = None,
                  block_length: int | None = None, threshold: float | None = None, remasking: str | None = None,
+                 factor: float | None = None, cache: str | None = None,
                  max_length: int | None = None, max_gen_toks: int = 256, dtype: str = "auto",
                  device: str | None = None, seed: int = 1234, show_progress: bool = True,
                  max_batch_size: int | None = None) -> None:
@@ -138,6 +143,10 @@ class DiffusionLM(LM):
         if remasking is not None and remasking not in REMASKING:
             raise ValueError(f"`remasking` must be one of {REMASKING} or None, got {remasking!r}.")
         self.remasking = remasking
+        self.factor = _number("factor", factor, 0.0, low_open=True)
+        if cache is not None and cache not in CACHES:
+            raise ValueError(f"`cache` must be one of {CACHES} or None, got {cache!r}.")
+        self.cache = cache
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
         if dtype not in DTYPES:
             raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}, got {dtype!r}.")
@@ -322,8 +331,11 @@ class DiffusionLM(LM):
         if self.kind == "logit_fm":
             return {}
         settings = {"steps": self.steps, "block_length": self.block_length, "threshold": self.threshold,
-                    "remasking": self.remasking, "cfg_scale": self.cfg}
-        return {name: value for name, value in settings.items() if value is not None}
+                    "remasking": self.remasking, "cfg_scale": self.cfg, "factor": self.factor}
+        settings = {name: value for name, value in settings.items() if value is not None}
+        if self.cache is not None:
+            settings["cache_implementation"] = None if self.cache == "none" else self.cache
+        return settings
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         eos_text = self.tokenizer.eos_token if self.tokenizer.eos_token_id is not None else None
