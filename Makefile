@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hf-dlm-installed
 
-.PHONY: demo test test-quick install clean
+.PHONY: demo test test-quick install clean app screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-dlm demo
+
+# the Gradio demo on http://127.0.0.1:7860 with the models `make demo` wrote (APP_ARGS="--port 8000 ..." for more)
+app: $(STAMP)
+	$(PY) -c "import gradio" 2>/dev/null || $(PY) -m pip install --quiet -e ".[app]"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-dlm app $(APP_ARGS)
+
+# docs/images/*.png: app screenshots (Debian's chromium through Playwright) and the labelled digits grid
+screenshots: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) integrations/space/screenshot.py
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

@@ -20,7 +20,7 @@ from hf_dlm.evaluation.oracle import OracleLanguage
 from hf_dlm.pipelines import MaskedImagePipeline
 from hf_dlm.recipes.digits import build_digits_pipeline
 
-VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "eval", "push", "card", "add-to-cache"]
+VERBS = ["demo", "generate", "generate-image", "distill", "quantize", "eval", "push", "card", "add-to-cache", "app"]
 ROOT = Path(__file__).parents[2]
 
 
@@ -105,8 +105,22 @@ def test_generate_image_writes_the_pipeline_images(image_pipeline, tmp_path, cap
     pipe = MaskedImagePipeline.from_pretrained(image_pipeline)
     expected = pipe(prompt=["a handwritten seven"], num_inference_steps=2, num_images_per_prompt=2,
                     generator=torch.Generator().manual_seed(1)).images
-    for path, image in zip(paths, expected):
-        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(image))
+    for path, image in zip(paths, expected):  # viewable by default: 32x nearest-neighbour, dark ink on white
+        saved = Image.open(path)
+        assert saved.size == (256, 256)
+        assert np.array_equal(np.asarray(saved)[::32, ::32], 255 - np.asarray(image))
+    raw = tmp_path / "raw.png"  # --raw: the decoder's exact 8x8 pixels
+    assert main(["generate-image", str(image_pipeline), "--prompt", "a handwritten seven", "--steps", "2",
+                 "--seed", "1", "--raw", "--output", str(raw)]) == 0
+    alone = pipe(prompt=["a handwritten seven"], num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(1)).images[0]
+    assert Image.open(raw).size == (8, 8) and np.array_equal(np.asarray(Image.open(raw)), np.asarray(alone))
+    scaled = tmp_path / "scaled.png"
+    assert main(["generate-image", str(image_pipeline), "--prompt", "a handwritten seven", "--steps", "2",
+                 "--seed", "1", "--scale", "3", "--output", str(scaled)]) == 0
+    assert Image.open(scaled).size == (24, 24)
+    assert main(["generate-image", str(image_pipeline), "--prompt", "x", "--raw", "--scale", "4"]) == 2
+    assert "--raw" in capsys.readouterr().err
     assert main(["generate-image", str(image_pipeline), "--prompt", "x", "--class-label", "1"]) == 2
     assert main(["generate-image", str(image_pipeline), "--prompt", "x", "--output", "x.jpg"]) == 2
     assert main(["generate-image", str(tmp_path)]) == 2  # neither a prompt nor a label

@@ -4,7 +4,8 @@
 Endpoints: ``POST /api/repos/create``, ``POST /api/validate-yaml``, ``POST /api/models/{repo}/preupload/{rev}``
 (always ``uploadMode: regular``), ``POST /api/models/{repo}/commit/{rev}`` (NDJSON with base64 file contents),
 ``GET /api/models/{repo}[/revision/{rev}]``, ``GET /api/models/{repo}/tree/{rev}[/{path}]`` and
-``GET|HEAD /{repo}/resolve/{rev}/{path}``. Model repos only; one branch history per repo; no authentication.
+``GET|HEAD /{repo}/resolve/{rev}/{path}``. Model repos, and Spaces for the preupload and commit calls
+(``/api/spaces/...``; ``space_sdk`` is recorded in ``repo.sdk``); one branch history per repo; no authentication.
 Start it with ``HubServer().start()``; point a process at it with ``HF_ENDPOINT=server.url`` (set before
 ``huggingface_hub`` is imported).
 """
@@ -25,6 +26,8 @@ class _Repo:
         self.files: dict[str, bytes] = {}
         self.commits: list[str] = [hashlib.sha1(b"initial").hexdigest()]
         self.commit_files: list[list[str]] = [[]]  # the paths each commit added or changed
+        self.type: str = "model"  # or "space"
+        self.sdk: str | None = None  # a Space's sdk
 
     @property
     def head(self) -> str:
@@ -87,18 +90,21 @@ class HubServer:
                     repo_id = f"{data['organization']}/{data['name']}" if data.get("organization") else data["name"]
                     with server.lock:
                         existed = repo_id in server.repos
-                        server.repos.setdefault(repo_id, _Repo())
+                        repo = server.repos.setdefault(repo_id, _Repo())
+                        if not existed:
+                            repo.type = data.get("type") or "model"
+                            repo.sdk = data.get("sdk")
                     if existed and not data.get("exist_ok", True):
                         return self._json(409, {"error": "You already created this model repo"})
                     return self._json(200, {"url": f"{server.url}/{repo_id}", "name": repo_id})
                 if path == "/api/validate-yaml":
                     return self._json(200, {"errors": [], "warnings": []})
-                match = re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", path)
+                match = re.fullmatch(r"/api/(?:models|spaces)/(.+)/preupload/([^/]+)", path)
                 if match:
                     files = json.loads(body)["files"]
                     return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular",
                                                        "shouldIgnore": False} for f in files]})
-                match = re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", path)
+                match = re.fullmatch(r"/api/(?:models|spaces)/(.+)/commit/([^/]+)", path)
                 if match:
                     return self._commit(match.group(1), body)
                 return self._missing("EntryNotFound")

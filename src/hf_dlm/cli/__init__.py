@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from . import demo, distill, evaluate, generate, hub, images, quantize
+from . import app, demo, distill, evaluate, generate, hub, images, quantize
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_HUB, EXIT_NOT_FOUND, EXIT_OK, classify, one_line, report
 from ._parsing import ArgumentParser, UsageError, add_common_flags
 
@@ -36,6 +36,8 @@ EPILOG = """examples:
   hf-dlm card outputs/demo-2bit --repo-id my-org/tiny-llada-2bit
   hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit
   hf-dlm add-to-cache outputs/demo my-org/tiny-llada
+  hf-dlm app                                   # the Gradio demo on http://127.0.0.1:7860
+  hf-dlm push --space integrations/space my-org/hf-dlm-demo --teacher my-org/tiny-llada
 
 exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 not found, 4 Hub error (refused or unreachable)
 errors are one line on stderr; --verbose shows third-party logs, --debug also the traceback"""
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_parser(commands)
     evaluate.add_parser(commands)
     hub.add_parsers(commands)
+    app.add_parser(commands)
     return parser
 
 

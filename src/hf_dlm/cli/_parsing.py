@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -38,8 +39,25 @@ def add_common_flags(parser: argparse.ArgumentParser, default: Any) -> None:
                         help="like --verbose, and print the traceback of an error")
 
 
+def readable(text: str, width: int = 100) -> str:
+    """Help text as paragraphs: prose paragraphs (separated by a blank line) are wrapped at ``width`` columns; lines
+    that start with a space (examples, lists) and ``examples:`` headings keep their line breaks."""
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.split("\n")
+        if any(line.startswith(" ") or line.rstrip().endswith(":") for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(textwrap.fill(" ".join(line.strip() for line in lines), width=width,
+                                            break_on_hyphens=False))
+    return "\n\n".join(paragraphs)
+
+
 def add_verb(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """A sub-command whose description (with its examples) keeps its line breaks in ``--help``."""
+    """A sub-command whose description (with its examples) keeps its line breaks in ``--help``; prose paragraphs
+    are wrapped (:func:`readable`)."""
+    if "description" in kwargs:
+        kwargs["description"] = readable(kwargs["description"])
     parser = commands.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     add_common_flags(parser, argparse.SUPPRESS)
     return parser
@@ -88,4 +106,4 @@ def non_empty(text: str) -> str:
 
 
 __all__ = ["ArgumentParser", "SAVED", "UsageError", "add_common_flags", "add_verb", "fraction", "non_empty",
-           "non_negative_float", "non_negative_int", "positive_float", "positive_int", "seed"]
+           "non_negative_float", "non_negative_int", "positive_float", "positive_int", "readable", "seed"]

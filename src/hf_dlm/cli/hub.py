@@ -9,6 +9,9 @@ from typing import Any
 from ._errors import CLIError
 from ._parsing import add_verb, non_empty, positive_int
 
+SPACE_ROLES = ("teacher", "student", "quantized", "image")
+SPACE_FILES = ("app.py", "requirements.txt", "README.md")
+
 
 def add_parsers(commands: Any) -> None:
     push = add_verb(commands, 
@@ -17,9 +20,18 @@ def add_parsers(commands: Any) -> None:
                     "card) to REPO_ID in one commit. The card's snippet is pointed at REPO_ID; a folder without an "
                     "hf-dlm card gets one. HF_ENDPOINT and HF_TOKEN choose the Hub and the account.\n\nexamples:\n"
                     "  hf-dlm push outputs/demo my-org/tiny-llada\n"
-                    "  hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit --private --commit-message \"2-bit\"")
-    push.add_argument("folder", help="folder written by save_pretrained")
-    push.add_argument("repo_id", help="org/name on the Hub")
+                    "  hf-dlm push outputs/demo-2bit my-org/tiny-llada-2bit --private --commit-message \"2-bit\"\n"
+                    "  hf-dlm push --space integrations/space my-org/hf-dlm-demo --teacher my-org/tiny-llada \\\n"
+                    "      --quantized my-org/tiny-llada-2bit --image my-org/digits\n\n"
+                    "With --space, FOLDER is a Gradio Space folder (app.py, requirements.txt, README.md with the "
+                    "Space front matter; integrations/space is hf-dlm's demo) and REPO_ID a Space: the folder, the "
+                    "hf_dlm package it imports and a space_config.json naming the models the app loads (hub ids; "
+                    "roles not given are left out) are uploaded in one commit.")
+    push.add_argument("folder", help="folder written by save_pretrained (with --space: the Space folder)")
+    push.add_argument("repo_id", help="org/name on the Hub (with --space: the Space's id)")
+    push.add_argument("--space", action="store_true", help="upload FOLDER as a Gradio Space (see above)")
+    for role in SPACE_ROLES:
+        push.add_argument(f"--{role}", default=None, help=f"with --space: hub id of the app's {role} model")
     push.add_argument("--commit-message", default=None, type=non_empty)
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--revision", default=None, type=non_empty, help="branch to push to (created if missing)")
@@ -70,15 +82,85 @@ def _check_artifact(folder: str) -> None:
     artifact_kind(folder)  # ValueError (exit 2) naming what a saved artifact holds
 
 
+def _check_space_folder(folder: str) -> None:
+    """A Gradio Space folder: app.py, requirements.txt and a README.md whose front matter says ``sdk: gradio``."""
+    from ._loading import check_folder
+
+    check_folder(folder, "`folder`")
+    missing = [name for name in SPACE_FILES if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise CLIError(f"`folder` {folder!r} is not a Space folder: it has no {', '.join(missing)} (a Gradio Space "
+                       f"needs {', '.join(SPACE_FILES)}).")
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    front = readme.split("---", 2)[1] if readme.startswith("---") and readme.count("---") >= 2 else ""
+    if "sdk: gradio" not in front:
+        raise CLIError(f"`folder` {folder!r}: README.md must start with the Space front matter (---, `sdk: gradio`, "
+                       "---).")
+
+
 def check_push(args: argparse.Namespace) -> None:
     from ._loading import check_repo_id
 
     check_repo_id(args.repo_id, "`repo_id`")
-    _check_artifact(args.folder)
+    given = [role for role in SPACE_ROLES if getattr(args, role) is not None]
+    if not args.space:
+        if given:
+            raise CLIError(f"`--{given[0]}` names a model of the Space app; it needs `--space`.")
+        _check_artifact(args.folder)
+        return
+    if args.revision is not None or args.create_pr:
+        raise CLIError("`--space` pushes to the Space's main branch; `--revision` and `--create-pr` are for model "
+                       "repositories.")
+    for role in given:
+        check_repo_id(getattr(args, role), f"`--{role}`")
+    _check_space_folder(args.folder)
+
+
+def space_operations(folder: str, sources: dict[str, str | None]) -> list:
+    """The files of one Space commit: ``folder`` (no caches), the ``hf_dlm`` package the app imports (as
+    ``hf_dlm/``, beside app.py) and ``space_config.json`` with ``sources`` (role -> hub id or null)."""
+    import json
+    from pathlib import Path
+
+    from huggingface_hub import CommitOperationAdd
+
+    import hf_dlm
+
+    def files(root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                      and p.suffix not in (".pyc", ".pyo") and not p.name.startswith("."))
+
+    root, package = Path(folder), Path(hf_dlm.__file__).parent
+    operations = [CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
+                  for p in files(root) if p.name != "space_config.json"]
+    operations += [CommitOperationAdd(path_in_repo="hf_dlm/" + p.relative_to(package).as_posix(),
+                                      path_or_fileobj=str(p)) for p in files(package)]
+    config = json.dumps({role: sources.get(role) for role in SPACE_ROLES}, indent=2).encode()
+    operations.append(CommitOperationAdd(path_in_repo="space_config.json", path_or_fileobj=config))
+    return operations
+
+
+def push_space(folder: str, repo_id: str, sources: dict[str, str | None], private: bool | None = None,
+               commit_message: str | None = None) -> Any:
+    """Create (or reuse) the Gradio Space ``repo_id`` and upload the app in one commit; returns the commit info."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    return api.create_commit(repo_id, space_operations(folder, sources), repo_type="space",
+                             commit_message=commit_message or "hf-dlm demo app")
 
 
 def run_push(args: argparse.Namespace) -> int:
     from ..hub import push_to_hub
+
+    if args.space:
+        sources = {role: getattr(args, role) for role in SPACE_ROLES}
+        info = push_space(args.folder, args.repo_id, sources, private=args.private or None,
+                          commit_message=args.commit_message)
+        print(info.commit_url)
+        return 0
 
     info = push_to_hub(args.folder, args.repo_id, commit_message=args.commit_message, private=args.private or None,
                        revision=args.revision, create_pr=args.create_pr)

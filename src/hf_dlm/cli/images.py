@@ -15,7 +15,13 @@ EXAMPLES = """examples:
   hf-dlm generate-image outputs/demo-digits --prompt "a handwritten seven" --steps 4 --output seven.png
   hf-dlm generate-image my-org/digits-class --class-label 3 --class-label 5 --output digits.png
   hf-dlm generate-image outputs/dimo-digits --class-label 7 --steps 1 --output one-step.png
-  hf-dlm generate-image outputs/ar-digits --prompt "a seven" --guidance-scale 2 --output ar.png"""
+  hf-dlm generate-image outputs/ar-digits --prompt "a seven" --guidance-scale 2 --output ar.png
+  hf-dlm generate-image outputs/demo-digits --prompt "a handwritten two" --scale 1 --raw --output exact-8x8.png
+
+PNG files are viewable by default: each image is enlarged by an integer factor with nearest-neighbour resampling
+(pixel-exact blocks; the smallest factor giving at least 256 pixels on the longer side unless --scale is given), and
+ink-intensity images (the digits decoder's) are written as dark ink on white, the convention of every hf-dlm
+figure. --raw writes the decoder's exact pixels instead (8x8 for digits, as the pipeline returns them)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -34,6 +40,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--num-images", type=positive_int, default=1, help="images per prompt or label")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--output", default="image.png", help="PNG path (default: image.png)")
+    parser.add_argument("--scale", type=positive_int, default=None,
+                        help="integer enlargement, nearest neighbour (default: the smallest giving >= 256 px)")
+    parser.add_argument("--raw", action="store_true",
+                        help="write the decoder's exact pixels: no enlargement, no polarity change")
     parser.set_defaults(run=run, check=check)
 
 
@@ -48,6 +58,9 @@ def check(args: argparse.Namespace) -> None:
     """Everything that can be checked before the pipeline is loaded."""
     from ._loading import PIPELINE_FILES, check_output_file, check_saved
 
+    if args.raw and args.scale not in (None, 1):
+        raise CLIError(f"`--raw` writes the decoder's exact pixels; it cannot be combined with `--scale` "
+                       f"{args.scale} (leave `--scale` out, or pass 1).")
     if (args.prompt is None) == (args.class_label is None):
         raise CLIError("give `--prompt` (text-conditional) or `--class-label` (class-conditional), one of them.")
     check_output_file(args.output, "`--output`", suffix=".png")
@@ -67,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..pipelines import AutoregressiveImagePipeline
+    from ..pipelines.images import save_png, to_viewable
+    from ..recipes.digits import shows_ink_inverted
     from ._loading import load_pipeline
 
     pipe = load_pipeline(args.pipeline)
@@ -89,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             condition = {"prompt": args.prompt}
         images = pipe(**condition, **kwargs).images
     paths = _output_paths(args.output, len(images))
+    invert = not args.raw and shows_ink_inverted(pipe)
     for image, path in zip(images, paths):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        image.save(path)
+        save_png(image if args.raw else to_viewable(image, args.scale, invert=invert), path)
         print(path)
     return 0

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast
 from transformers.utils import logging
@@ -23,6 +22,7 @@ from ..evaluation.digits import (CAPTION_TEMPLATES, DIGIT_WORDS, IMAGE_SIZE, NUM
 from .reference import cache_root
 from ..models.masked_image import MaskedImageTransformer
 from ..pipelines import MaskedImagePipeline
+from ..pipelines.images import image_grid, save_png
 from ..schedulers import MaskGITScheduler
 from ..training.callbacks import TimeBudget
 from ..training.masked_image import MaskedImageTrainer, MaskedImageTrainingArguments, TextToImageModules
@@ -146,25 +146,48 @@ def evaluate_digits_pipeline(pipe: MaskedImagePipeline, steps: tuple[int, ...] =
 
 
 def save_digit_grid(pipe: MaskedImagePipeline, path: str | Path, num_inference_steps: int = 16, rows: int = 4,
-                    guidance_scale: float = 3.0, seed: int = 0, scale: int = 8) -> Path:
-    """A PNG with one column per digit ("zero" … "nine") and ``rows`` samples each, upscaled ``scale``×."""
+                    guidance_scale: float = 3.0, seed: int = 0, scale: int = 8, title: str | None = None) -> Path:
+    """A labelled PNG grid: one column per digit (captions "a handwritten zero" … "nine", labelled above), ``rows``
+    samples each (seeds in the row labels), dark ink on white, each 8×8 image enlarged ``scale``× (nearest
+    neighbour), with gutters and a title naming the steps and guidance."""
     pipe.set_progress_bar_config(disable=True)
     labels = [label for _ in range(rows) for label in range(10)]
     tokens = generate_digits(pipe, labels, num_inference_steps, guidance_scale, seed)
-    return render_digit_grid(tokens, path, rows, scale)
+    if title is None:
+        title = (f"'a handwritten <digit>': {rows} samples per digit, {num_inference_steps} "
+                 f"step{'s' if num_inference_steps != 1 else ''}, guidance {guidance_scale:g}")
+    return render_digit_grid(tokens, path, rows, scale, title=title)
 
 
-def render_digit_grid(tokens: torch.Tensor, path: str | Path, rows: int, scale: int = 8) -> Path:
-    """A PNG of ``rows`` × 10 grey-level images: ``tokens`` (rows·10, 64) in row-major order, upscaled ``scale``×."""
-    pixels = (tokens.view(rows, 10, 8, 8).float() / (NUM_LEVELS - 1) * 255).round().byte()
-    grid = pixels.permute(0, 2, 1, 3).reshape(rows * 8, 10 * 8).numpy()
-    image = Image.fromarray(255 - grid, mode="L").resize((10 * 8 * scale, rows * 8 * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+def render_digit_grid(tokens: torch.Tensor, path: str | Path, rows: int, scale: int = 8,
+                      title: str | None = None) -> Path:
+    """A labelled PNG of ``rows`` × 10 grey-level images: ``tokens`` (rows·10, 64) in row-major order (column k is
+    digit k, labelled above it; row labels "sample 1" …), dark ink on white, each enlarged ``scale``× with gutters
+    between cells, written atomically."""
+    levels = tokens.reshape(rows * 10, IMAGE_SIZE, IMAGE_SIZE).float() / (NUM_LEVELS - 1)
+    pixels = (255 - (levels * 255).round()).byte().numpy()  # ink intensity -> dark ink on white
+    grid = image_grid(list(pixels), columns=10, column_labels=list(DIGIT_WORDS),
+                      row_labels=[f"sample {r + 1}" for r in range(rows)], title=title,
+                      cell_size=IMAGE_SIZE * scale, gutter=max(4, scale), font_size=max(10, min(16, 2 * scale)))
+    return save_png(grid, path)
+
+
+def shows_ink_inverted(pipe: MaskedImagePipeline) -> bool:
+    """Whether ``pipe`` decodes with the digits VQ decoder (:func:`digits_vqvae`), whose pixels are ink
+    intensities (bright ink on black): such images are shown and saved as dark ink on white. Decided by the decoder's
+    layout and its 17 codebook values, which fix what every pixel means; never by looking at the images."""
+    vqvae = getattr(pipe, "vqvae", None)
+    config = getattr(vqvae, "config", None)
+    if config is None or getattr(config, "num_vq_embeddings", None) != NUM_LEVELS \
+            or getattr(config, "latent_channels", None) != 1 or tuple(config.block_out_channels) != (32,):
+        return False
+    reference = digits_vqvae()
+    with torch.no_grad():
+        ours = vqvae.quantize.embedding.weight.detach().float().cpu()
+        theirs = reference.quantize.embedding.weight.float()
+        return ours.shape == theirs.shape and bool(torch.allclose(ours, theirs, atol=1e-5))
 
 
 __all__ = ["build_digits_pipeline", "caption_tokenizer", "evaluate_digits_pipeline", "generate_digits",
-           "load_digits_pipeline",
-           "render_digit_grid", "save_digit_grid", "train_digits_pipeline"]
+           "load_digits_pipeline", "render_digit_grid", "save_digit_grid", "shows_ink_inverted",
+           "train_digits_pipeline"]
