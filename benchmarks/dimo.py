@@ -108,7 +108,9 @@ def text_task(args) -> dict:
     def gen_ppl(samples, inputs):
         return {"gen_ppl": text_metrics(oracle, samples).gen_ppl}
 
-    rows = [{"model": "data", "steps": None, **_text(data_reference(oracle, args.text_samples, length, seed=777))}]
+    data_words = oracle.sample(args.text_samples, length, seed=777)
+    rows = [{"model": "data", "steps": None, **_text(text_metrics(oracle, data_words)),
+             **_dependence(oracle, data_words)}]
     teacher_seconds = {}
     for steps in TEACHER_STEPS:
         seconds, _, (words, _) = median_seconds(
@@ -116,7 +118,8 @@ def text_task(args) -> dict:
                               REFERENCE_TOP_P, 256, args.seed), args.repeats)
         teacher_seconds[steps] = seconds
         rows.append({"model": "teacher", "steps": steps, **_text(text_metrics(oracle, words)), "seconds": seconds,
-                     "samples_per_s": args.text_samples / seconds})
+                     "samples_per_s": args.text_samples / seconds,
+                     **_dependence(oracle, words)})
         print(f"teacher {steps:2d} steps: gen-PPL {rows[-1]['gen_ppl']:.1f} entropy {rows[-1]['entropy']:.3f}",
               flush=True)
     train = ConditionDataset.from_prompts(torch.empty(4096, 0, dtype=torch.long))
@@ -142,12 +145,37 @@ def text_task(args) -> dict:
         metrics = _text(text_metrics(oracle, output.sequences))
         rows.append({"model": f"Di[M]O student ({mode}, {divergence})", "steps": 1, **metrics, "seconds": seconds,
                      "samples_per_s": args.text_samples / seconds,
-                     "speedup_vs_teacher_16": teacher_seconds[16] / seconds})
+                     "speedup_vs_teacher_16": teacher_seconds[16] / seconds,
+                     **_dependence(oracle, output.sequences)})
         runs.append({**record, **metrics})
         print(f"student {mode} {divergence}: gen-PPL {metrics['gen_ppl']:.1f} entropy {metrics['entropy']:.3f} "
               f"(best step {record['best_step']}, {record['seconds']:.0f} s)", flush=True)
     return {"rows": rows, "runs": runs, "num_samples": args.text_samples, "text_steps": args.text_steps,
             "text_config": args.text_config}
+
+
+def shuffled_gen_ppl(oracle: OracleLanguage, words: torch.Tensor, seed: int = 0) -> float:
+    """gen-PPL of the samples with every position's words permuted across samples independently: the product of
+    the samples' per-position marginals. Its gap to the samples' own gen-PPL is what the sampler's dependence
+    between words is worth; a sampler whose words are independent (a product distribution) shows no gap."""
+    generator = torch.Generator().manual_seed(seed)
+    columns = [column[torch.randperm(len(column), generator=generator)] for column in words.T]
+    return text_metrics(oracle, torch.stack(columns, dim=1)).gen_ppl
+
+
+def position_entropy(words: torch.Tensor) -> float:
+    """Mean over positions of the entropy (nats) of the words the samples hold there: the diversity *across*
+    samples, which the per-sample unigram entropy does not see (a generator that writes nearly the same sequence
+    every time has a high unigram entropy and a low position entropy)."""
+    values = []
+    for column in words.T:
+        p = torch.unique(column, return_counts=True)[1].double() / len(column)
+        values.append(float(-(p * p.log()).sum()))
+    return sum(values) / len(values)
+
+
+def _dependence(oracle: OracleLanguage, words: torch.Tensor) -> dict:
+    return {"gen_ppl_shuffled": shuffled_gen_ppl(oracle, words), "position_entropy": position_entropy(words)}
 
 
 def _text(m) -> dict:
