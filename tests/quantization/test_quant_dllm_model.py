@@ -58,9 +58,41 @@ def test_quantize_model_converts_block_linears_only():
     for block in quantizer.block_reports:
         assert block.seconds > 0 and set(block.layers) == {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj",
                                                            "up_proj", "ff_out"}
+        assert block.cpu_seconds > 0 and 0 <= block.statistics_seconds <= block.seconds
+        if sys.platform == "linux":  # the peak resident set comes from /proc
+            assert block.peak_rss_bytes >= block.rss_bytes * 0.5 > 0
         for layer in block.layers.values():
+            assert layer["seconds"] > 0
             assert layer["objective_final"] <= layer["objective_init"]
             assert sum(layer["block_orders"]) == 2 * len(layer["block_orders"])
+
+
+def test_statistics_stream_into_one_shared_accumulator_per_input():
+    """S_MCS = Σ_b X_bᵀX_b accumulated in place; q/k/v (and ff_proj/up_proj) read the same input and share one
+    tensor. Reference: the inputs captured by plain hooks, multiplied out here."""
+    torch.manual_seed(0)
+    model = LLaDAModelLM(tiny_llada_config()).eval()
+    quantizer = QuantDLLMQuantizer(_config())
+    from hf_dlm.quantization.quantizer import convertible_linears, find_blocks
+
+    prefix, blocks = find_blocks(model)
+    inputs = quantizer.calibration_inputs(model, _calibration(), None)
+    hidden, extras = quantizer._capture_first_block_inputs(model, blocks, inputs)
+    linears = convertible_linears(blocks[0], [], prefix=f"{prefix}.0")
+    captured = {}
+    handles = [linear.register_forward_pre_hook(
+        lambda module, args, name=name: captured.setdefault(name, []).append(args[0].reshape(-1, args[0].shape[-1])))
+        for name, linear in linears]
+    with torch.no_grad():
+        statistics = quantizer._statistics(blocks[0], linears, hidden, extras)
+    for handle in handles:
+        handle.remove()
+    assert len(hidden) == 4  # 16 MCS rows in batches of 4: four accumulation steps
+    assert statistics["q_proj"] is statistics["k_proj"] is statistics["v_proj"]
+    assert statistics["ff_proj"] is statistics["up_proj"] and statistics["ff_proj"] is not statistics["q_proj"]
+    for name, parts in captured.items():
+        x = torch.cat(parts).double()
+        assert torch.allclose(statistics[name].double(), x.T @ x, rtol=1e-5, atol=1e-4), name
 
 
 def test_calibration_inputs_are_mcs_masked():
@@ -247,3 +279,30 @@ def test_triton_kernel_matches_torch_path_on_gpu():
     assert torch.allclose(layer(inputs), reference, atol=1e-4, rtol=1e-4)
     half = layer(inputs.half())
     assert torch.allclose(half.float(), reference, atol=5e-2, rtol=5e-2)
+
+
+def test_generate_of_a_2bit_model_runs_the_compiled_cpu_kernels(monkeypatch):
+    """`generate` (no grad) reaches the packed layers' compiled CPU path; without the kernels the tokens are the
+    same (greedy decoding: the two paths differ by float rounding only)."""
+    from hf_dlm.quantization import packed_linear
+    from hf_dlm.quantization.cpu_kernel import cpu_kernel
+
+    if cpu_kernel() is None:
+        pytest.skip("the compiled CPU kernels could not be built here")
+    model, _ = _quantized_llada()
+    calls = []
+    real = cpu_kernel()
+
+    class Spy:
+        def __getattr__(self, name):
+            attr = getattr(real, name)
+            if not name.endswith("_matmul"):
+                return attr
+            return lambda *args: calls.append(name) or attr(*args)
+
+    monkeypatch.setattr(packed_linear, "cpu_kernel", lambda: Spy())
+    prompt = torch.tensor([[5, 6, 7]])
+    fast = model.generate(prompt, max_new_tokens=8, steps=4, block_length=8, temperature=0.0)
+    assert calls and set(calls) <= {"lut_matmul", "lut16_matmul", "tile_matmul"}
+    monkeypatch.setattr(packed_linear, "cpu_kernel", lambda: None)
+    assert torch.equal(model.generate(prompt, max_new_tokens=8, steps=4, block_length=8, temperature=0.0), fast)

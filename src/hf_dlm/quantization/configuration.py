@@ -19,7 +19,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 QUANT_METHOD = "quant_dllm"
 VISIBILITY_SCHEDULES = ("linear", "cosine")
 SCALE_AXES = ("row_column", "row")
-KERNELS = ("auto", "torch", "triton")
+KERNELS = ("auto", "torch", "triton", "cpu")
 MAX_ORDER = 8
 
 
@@ -84,8 +84,10 @@ class QuantDLLMConfig(QuantizationConfigMixin):
             precision. Default: the input embeddings and the output head, found by identity — which matters for
             LLaDA, whose head and MLP down-projections are all called ``ff_out``: give ``model.transformer.ff_out``,
             not ``ff_out``, to skip only the head. The resolved list is written back at quantization time.
-        kernel (`str`, defaults to ``"auto"``): ``"triton"`` uses the GPU kernel, ``"torch"`` the reference path,
-            ``"auto"`` the kernel on CUDA when Triton is importable.
+        kernel (`str`, defaults to ``"auto"``): ``"triton"`` uses the GPU kernel, ``"cpu"`` the compiled CPU
+            kernels (lookup table / tiled GEMM over the packed bits, built on first use), ``"torch"`` the reference
+            path, ``"auto"`` the Triton kernel on CUDA when Triton imports and the compiled kernels on CPU when they
+            build (else the torch path, logged). See `QuantDLLMLinear`.
         seed (`int`, defaults to 0): seeds calibration sampling and MCS masks.
     """
 

@@ -4,6 +4,10 @@ Pure tensor functions. Every function works on a batch of blocks: weights have s
 blocks of n rows × b columns), row scales ``(G, n)``, column scales ``(G, b)``, signs ``(G, n, b)`` in {−1, +1}.
 A K-order binarization of a block is ``Ŵ = Σ_k (α_r,k α_c,kᵀ) ⊙ B_k``; its error is weighted by the importance
 mask Λ: ``L_Λ = ‖Λ ⊙ (W − Ŵ)‖²_F`` (the data-aware objective reformulation).
+
+Cost (issue 26): the RSR loop keeps Ŵ up to date term by term (one (G, n, m) temporary per order update instead of
+K), Λ = 1 is never materialised, and ``update_B`` never forms the (G, 2^K, n, m) candidate tensor — a compiled
+search on CPU float32 (`cpu_kernel`), a running-minimum torch search elsewhere; both pick the same signs.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from .cpu_kernel import cpu_kernel
 
 EPS = 1e-12
 
@@ -36,22 +42,34 @@ def binary_row_init(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return x.abs().mean(dim=-1), torch.ones_like(x[..., 0, :]), sign(x)
 
 
-def update_row_scale(x: torch.Tensor, signs: torch.Tensor, col_scale: torch.Tensor, weight2: torch.Tensor,
+def update_row_scale(x: torch.Tensor, signs: torch.Tensor, col_scale: torch.Tensor, weight2: torch.Tensor | None,
                      eps: float = EPS) -> torch.Tensor:
     """``update_αr``: u = (Λ² ⊙ X ⊙ B) α_c, v = Λ² (α_c ⊙ α_c) + ε, α_r = u ⊘ v.
 
     For fixed B and α_c this is the weighted least-squares optimum of ``Σ_j Λ²_ij (X_ij − α_r,i α_c,j B_ij)²``
-    (B² = 1), up to ε."""
-    u = torch.einsum("gnm,gm->gn", weight2 * x * signs, col_scale)
-    v = torch.einsum("gnm,gm->gn", weight2, col_scale * col_scale) + eps
+    (B² = 1), up to ε. ``weight2=None`` means Λ = 1 (no (G, n, m) tensor of ones is read)."""
+    xb = x * signs
+    if weight2 is None:
+        u = torch.bmm(xb, col_scale.unsqueeze(-1)).squeeze(-1)
+        v = (col_scale * col_scale).sum(-1, keepdim=True).expand_as(u) + eps
+        return u / v
+    xb.mul_(weight2)
+    u = torch.bmm(xb, col_scale.unsqueeze(-1)).squeeze(-1)
+    v = torch.bmm(weight2, (col_scale * col_scale).unsqueeze(-1)).squeeze(-1) + eps
     return u / v
 
 
-def update_col_scale(x: torch.Tensor, signs: torch.Tensor, row_scale: torch.Tensor, weight2: torch.Tensor,
+def update_col_scale(x: torch.Tensor, signs: torch.Tensor, row_scale: torch.Tensor, weight2: torch.Tensor | None,
                      eps: float = EPS) -> torch.Tensor:
-    """``update_αc``: u = (Λ² ⊙ X ⊙ B)ᵀ α_r, v = (Λ²)ᵀ (α_r ⊙ α_r) + ε, α_c = u ⊘ v."""
-    u = torch.einsum("gnm,gn->gm", weight2 * x * signs, row_scale)
-    v = torch.einsum("gnm,gn->gm", weight2, row_scale * row_scale) + eps
+    """``update_αc``: u = (Λ² ⊙ X ⊙ B)ᵀ α_r, v = (Λ²)ᵀ (α_r ⊙ α_r) + ε, α_c = u ⊘ v (``weight2=None``: Λ = 1)."""
+    xb = x * signs
+    if weight2 is not None:
+        xb.mul_(weight2)
+    u = torch.bmm(row_scale.unsqueeze(-2), xb).squeeze(-2)
+    if weight2 is None:
+        v = (row_scale * row_scale).sum(-1, keepdim=True).expand_as(u) + eps
+    else:
+        v = torch.bmm((row_scale * row_scale).unsqueeze(-2), weight2).squeeze(-2) + eps
     return u / v
 
 
@@ -64,34 +82,64 @@ def sign_patterns(order: int, dtype: torch.dtype = torch.float32, device: torch.
 
 
 def update_signs(w: torch.Tensor, row_scales: torch.Tensor, col_scales: torch.Tensor,
-                 max_elements: int = 1 << 25) -> torch.Tensor:
+                 max_elements: int = 1 << 22, use_kernel: bool | None = None) -> torch.Tensor:
     """``update_B``: for every weight, the sign pattern b ∈ {±1}^K minimising (W_ij − Σ_k s_k b_k)² with
-    s_k = α_r,k,i α_c,k,j — an exhaustive search over the 2^K patterns (Algorithm 2, ``search``).
+    s_k = α_r,k,i α_c,k,j — an exhaustive search over the 2^K patterns (Algorithm 2, ``search``); ties go to the
+    first pattern of `sign_patterns` (argmin's rule).
 
-    ``w``: (G, n, m); ``row_scales``: (G, K, n); ``col_scales``: (G, K, m) → signs (G, K, n, m). Blocks are
-    processed in chunks so that at most ``max_elements`` candidate values are alive at once."""
+    ``w``: (G, n, m); ``row_scales``: (G, K, n); ``col_scales``: (G, K, m) → signs (G, K, n, m).
+
+    float32 inputs use the compiled ``sign_search`` of `cpu_kernel` on CPU (one pass, nothing but the output
+    allocated) when it is built; otherwise (other dtypes, GPU, no compiler, ``use_kernel=False``) a torch search
+    keeps a running minimum over the patterns, on row chunks of at most ``max_elements`` weights, so no
+    (G, 2^K, n, m) candidate tensor is ever formed. ``use_kernel=True`` refuses to fall back."""
     groups, order, rows = row_scales.shape
+    if use_kernel is not False and w.device.type == "cpu" and w.dtype == torch.float32 and \
+            row_scales.dtype == torch.float32 and col_scales.dtype == torch.float32 and order <= 8:
+        kernel = cpu_kernel()
+        if kernel is not None:
+            return kernel.sign_search(w, row_scales, col_scales)
+    if use_kernel:
+        raise RuntimeError("`use_kernel=True` needs float32 CPU tensors, K ≤ 8 and the compiled CPU kernels.")
     patterns = sign_patterns(order, w.dtype, w.device)  # (P, K)
-    per_group = (2 ** order) * rows * w.shape[-1]
-    chunk = max(1, max_elements // max(per_group, 1))
     out = torch.empty(groups, order, rows, w.shape[-1], dtype=w.dtype, device=w.device)
-    for start in range(0, groups, chunk):
-        sl = slice(start, start + chunk)
-        scale = row_scales[sl].unsqueeze(-1) * col_scales[sl].unsqueeze(-2)  # (g, K, n, m)
-        values = torch.einsum("pk,gknm->gpnm", patterns, scale)
-        best = (w[sl].unsqueeze(1) - values).square().argmin(dim=1)  # (g, n, m)
-        out[sl] = patterns[best].permute(0, 3, 1, 2)
+    step = max(1, max_elements // max(groups * w.shape[-1], 1))
+    for start in range(0, rows, step):
+        sl = slice(start, start + step)
+        target = w[:, sl]
+        scale = row_scales[:, :, sl].unsqueeze(-1) * col_scales.unsqueeze(-2)  # (G, K, r, m)
+        best = best_index = None
+        for p in range(patterns.shape[0]):
+            value = scale[:, 0] * patterns[p, 0]
+            for k in range(1, order):
+                value.add_(scale[:, k], alpha=float(patterns[p, k]))
+            error = value.sub_(target).square_()
+            if best is None:
+                best, best_index = error, torch.zeros_like(error, dtype=torch.uint8)
+            else:
+                better = error < best
+                best = torch.minimum(best, error)
+                best_index.masked_fill_(better, p)
+        for k in range(order):
+            out[:, k, sl] = ((best_index >> k) & 1).to(w.dtype) * 2 - 1
     return out
 
 
 def reconstruct(row_scales: torch.Tensor, col_scales: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
-    """Ŵ = Σ_k (α_r,k α_c,kᵀ) ⊙ B_k for (G, K, ·) factors → (G, n, m)."""
-    return torch.einsum("gkn,gkm,gknm->gnm", row_scales, col_scales, signs)
+    """Ŵ = Σ_k (α_r,k α_c,kᵀ) ⊙ B_k for (G, K, ·) factors → (G, n, m), one order at a time (one (G, n, m)
+    temporary besides the result)."""
+    out = _term(row_scales[:, 0], col_scales[:, 0], signs[:, 0])
+    for k in range(1, row_scales.shape[1]):
+        out.add_(_term(row_scales[:, k], col_scales[:, k], signs[:, k]))
+    return out
 
 
-def daq_objective(w: torch.Tensor, w_hat: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
-    """L_Λ = ‖Λ ⊙ (W − Ŵ)‖²_F per block (``weight2`` = Λ²)."""
-    return (weight2 * (w - w_hat).square()).sum(dim=(-2, -1))
+def daq_objective(w: torch.Tensor, w_hat: torch.Tensor, weight2: torch.Tensor | None) -> torch.Tensor:
+    """L_Λ = ‖Λ ⊙ (W − Ŵ)‖²_F per block (``weight2`` = Λ², None for Λ = 1)."""
+    error = (w - w_hat).square_()
+    if weight2 is not None:
+        error.mul_(weight2)
+    return error.sum(dim=(-2, -1))
 
 
 @dataclass
@@ -132,7 +180,8 @@ def daq(w: torch.Tensor, order: int, iterations: int, importance_mask: torch.Ten
                          f"{tuple(w.shape)}, got shape {tuple(importance_mask.shape)}.")
     row_only = scale_axes == "row"
     init = binary_row_init if row_only else binary_rc_init
-    weight2 = torch.ones_like(w) if importance_mask is None else importance_mask.to(w.dtype).square()
+    # Λ = 1 is never materialised: None stands for it (the objective and the updates skip the product)
+    weight2 = None if importance_mask is None else importance_mask.to(w.dtype).square()
     rows, cols, signs = [], [], []
     w_hat = torch.zeros_like(w)
     for _ in range(order):
@@ -140,20 +189,50 @@ def daq(w: torch.Tensor, order: int, iterations: int, importance_mask: torch.Ten
         rows.append(r)
         cols.append(c)
         signs.append(b)
-        w_hat = w_hat + r.unsqueeze(-1) * c.unsqueeze(-2) * b
+        w_hat.add_(_term(r, c, b))
     result = DAQResult(torch.stack(rows, 1), torch.stack(cols, 1), torch.stack(signs, 1))
     result.objective.append(daq_objective(w, w_hat, weight2))
     for _ in range(iterations):
+        # Ŵ is kept up to date term by term: R^(k) = W − (Ŵ − S^(k) ⊙ B^(k)) reads the scales already updated in
+        # this round, as Algorithm 2's loop does, with one (G, n, m) temporary instead of K.
         for k in range(order):
-            terms = result.row_scales.unsqueeze(-1) * result.col_scales.unsqueeze(-2) * result.signs
-            target = w - (terms.sum(1) - terms[:, k])
             b_k = result.signs[:, k]
-            result.row_scales[:, k] = update_row_scale(target, b_k, result.col_scales[:, k], weight2, eps)
-            if not row_only:
-                result.col_scales[:, k] = update_col_scale(target, b_k, result.row_scales[:, k], weight2, eps)
+            target = w - w_hat
+            target.add_(_term(result.row_scales[:, k], result.col_scales[:, k], b_k))
+            torch.sub(w, target, out=w_hat)  # Ŵ − S^(k) ⊙ B^(k) = W − R^(k), without a second product
+            _rescale(target, b_k, result.row_scales[:, k], result.col_scales[:, k], weight2, eps, row_only)
+            w_hat.add_(_term(result.row_scales[:, k], result.col_scales[:, k], b_k))
         result.signs = update_signs(w, result.row_scales, result.col_scales)
-        result.objective.append(daq_objective(w, result.reconstruct(), weight2))
+        w_hat = result.reconstruct()
+        result.objective.append(daq_objective(w, w_hat, weight2))
     return result
+
+
+def _rescale(target: torch.Tensor, signs: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+             weight2: torch.Tensor | None, eps: float, row_only: bool) -> None:
+    """`update_row_scale` then `update_col_scale` of one order, in place on ``row`` / ``col`` (views of the
+    result), sharing Λ² ⊙ R ⊙ B between them — the same operations in the same order as the two calls."""
+    xb = target.mul_(signs)  # the target is not needed afterwards: R ⊙ B in place
+    if weight2 is not None:
+        xb.mul_(weight2)
+    col_sq = (col * col).unsqueeze(-1)
+    u = torch.bmm(xb, col.unsqueeze(-1)).squeeze(-1)
+    v = (col_sq.squeeze(-1).sum(-1, keepdim=True).expand_as(u) if weight2 is None
+         else torch.bmm(weight2, col_sq).squeeze(-1)) + eps
+    row.copy_(u / v)
+    if row_only:
+        return
+    u = torch.bmm(row.unsqueeze(-2), xb).squeeze(-2)
+    if weight2 is None:
+        v = (row * row).sum(-1, keepdim=True).expand_as(u) + eps
+    else:
+        v = torch.bmm((row * row).unsqueeze(-2), weight2).squeeze(-2) + eps
+    col.copy_(u / v)
+
+
+def _term(row: torch.Tensor, col: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """S ⊙ B = (α_r α_cᵀ) ⊙ B for (G, n), (G, m), (G, n, m)."""
+    return (signs * col.unsqueeze(-2)).mul_(row.unsqueeze(-1))  # = α_r α_c B exactly (B = ±1), one temporary
 
 
 __all__ = ["DAQResult", "binary_rc_init", "binary_row_init", "daq", "daq_objective", "reconstruct", "sign",

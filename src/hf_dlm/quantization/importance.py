@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 
 def block_bounds(in_features: int, block_size: int) -> list[tuple[int, int]]:
@@ -20,25 +23,52 @@ def block_bounds(in_features: int, block_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + block_size, in_features)) for start in range(0, in_features, block_size)]
 
 
-def inverse_hessian_diagonal(statistics: torch.Tensor, damping: float) -> torch.Tensor:
+def inverse_hessian_diagonal(statistics: torch.Tensor, damping: float, precision: str = "auto") -> torch.Tensor:
     """diag((S + γI)⁻¹) with γ = ``damping`` · mean(diag S); dead inputs (S_jj = 0) get S_jj = 1 first, as GPTQ
-    does, so the inverse exists. Computed in float64 through a Cholesky factorisation."""
+    does, so the inverse exists. Computed through a Cholesky factorisation, returned as float64.
+
+    ``precision="auto"`` factorises in float32 (≈ 3× faster and half the memory of float64 at 4096-12288 inputs)
+    and falls back to float64 — logged — when the float32 factorisation fails or its result is implausible: a
+    non-finite or non-positive entry, or a_jj · (A⁻¹)_jj < 1 − 10⁻³ for some j (for a symmetric positive-definite A
+    that product is ≥ 1, so a violation means float32 lost the small eigenvalues). ``"float64"`` always uses
+    float64 (the pre-issue-26 behaviour)."""
     check_statistics(statistics)
     if not math.isfinite(float(damping)) or damping <= 0:
         raise ValueError(f"`damping` (γ) must be a finite number > 0, got {damping!r}.")
-    s = statistics.to(torch.float64).clone()
+    if precision not in ("auto", "float64"):
+        raise ValueError(f"`precision` must be 'auto' or 'float64', got {precision!r}.")
+    if precision == "auto":
+        result = _damped_inverse_diagonal(statistics, damping, torch.float32)
+        if result is not None:
+            matrix_diag, inverse_diag = result
+            if bool(torch.isfinite(inverse_diag).all()) and bool((inverse_diag > 0).all()) and \
+                    float((matrix_diag.double() * inverse_diag.double()).min()) >= 1 - 1e-3:
+                return inverse_diag.to(torch.float64)
+        logger.info("diag((S + γI)⁻¹) of a %d-wide layer needs float64 (float32 %s); recomputing.",
+                    statistics.shape[0], "Cholesky failed" if result is None else "result failed its check")
+    result = _damped_inverse_diagonal(statistics, damping, torch.float64)
+    if result is None:
+        s = statistics.to(torch.float64)
+        gamma = damping * torch.where(torch.diagonal(s) == 0, 1.0, torch.diagonal(s)).mean()
+        raise ValueError(f"`statistics` S_MCS + γI (γ = {float(gamma):.3g}) is not positive definite: S_MCS = Σ XᵀX "
+                         "must be a symmetric positive semi-definite Gram matrix of finite calibration activations; "
+                         "raise `damping` if it is only ill-conditioned.")
+    return result[1]
+
+
+def _damped_inverse_diagonal(statistics: torch.Tensor, damping: float, dtype: torch.dtype
+                             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(diag(S + γI), diag((S + γI)⁻¹)) in ``dtype``, or None when the Cholesky factorisation fails."""
+    s = statistics.to(dtype).clone()
     diag = torch.diagonal(s)
-    dead = diag == 0
-    diag[dead] = 1.0
-    gamma = damping * diag.mean()
-    diag += gamma
+    diag[diag == 0] = 1.0
+    diag += damping * diag.mean()
     chol, info = torch.linalg.cholesky_ex(s)
     if int(info) != 0:
-        raise ValueError(f"`statistics` S_MCS + γI (γ = {float(gamma):.3g}) is not positive definite (Cholesky "
-                         f"failed at column {int(info) - 1}): S_MCS = Σ XᵀX must be a symmetric positive "
-                         "semi-definite Gram matrix of finite calibration activations; raise `damping` if it is "
-                         "only ill-conditioned.")
-    return torch.diagonal(torch.cholesky_inverse(chol))
+        return None
+    matrix_diag = diag.clone()
+    del s, diag
+    return matrix_diag, torch.diagonal(torch.cholesky_inverse(chol)).clone()
 
 
 def check_statistics(statistics: torch.Tensor, in_features: int | None = None, name: str = "statistics") -> None:

@@ -12,7 +12,9 @@ Storage, for ``in_features = m``, ``out_features = n``, average order ``bits`` a
 - ``block_orders`` — uint8 (G,): K_g.
 
 The forward computes y = Σ_{g,k} α_r,g,k ⊙ (B_{g,k} (α_c,g,k ⊙ x_g)) from the packed bits each call; no
-full-precision weight is kept between calls.
+full-precision weight is kept between calls. On CPU the compiled kernels of `cpu_kernel` (issue 26) never form the
+dense weight: lookup tables of partial sums (T-MAC, arXiv:2407.00088) for few tokens, dense tiles of a tenth of the
+rows + GEMM for many; on CUDA the Triton kernel; everywhere else the pure-torch path, which is also the reference.
 """
 
 from __future__ import annotations
@@ -22,8 +24,32 @@ import math
 import torch
 from torch import nn
 
+from .configuration import KERNELS
+from .cpu_kernel import cpu_kernel
 from .importance import block_bounds
 from .triton_kernel import packed_matmul, triton_available
+
+#: CPU kernel choice (see `QuantDLLMLinear` and benchmarks/packed_linear.py, whose crossover section measures it):
+#: with every sign plane on 32-column boundaries (block widths multiples of 32 — the 128-column default) and an
+#: AVX-512 build, below ``LUT16_MAX_TOKENS`` tokens the register-table kernel (``lut16_matmul``); for other layouts
+#: below ``LUT_MAX_TOKENS`` tokens the byte-table kernel (``lut_matmul``); from there on dense tiles + GEMM
+#: (``tile_matmul``, cost ≈ one dense matmul + one pass over the bits).
+LUT16_MAX_TOKENS = 96
+#: bf16 inputs switch to tiles earlier: their tile GEMM runs in bf16 (AMX/AVX512-BF16 through oneDNN), several
+#: times faster than the float32 one, while the tables cost the same for both dtypes.
+LUT16_MAX_TOKENS_BF16 = 32
+LUT_MAX_TOKENS = 8
+#: Tokens per table pass of the register-table kernel (1, 2, 4 or 8): 8 fills the 32 vector registers.
+LUT16_TOKEN_TILE = 8
+#: Tokens per pass and bytes per sweep of the byte-table kernel (measured: one token and one sweep of the whole
+#: row are fastest; its table is 256 floats per packed byte per token).
+LUT_TOKEN_TILE = 1
+LUT_CHUNK_BYTES = 1 << 30
+#: The many-token path dequantizes this fraction of the output rows at a time (its only large temporary)...
+TILE_FRACTION = 0.1
+#: ...but never fewer rows than this: oneDNN's bf16 GEMM falls off a cliff (≈ 10× slower) below ≈ 384 output
+#: columns on the AMX machine of benchmarks/packed_linear.py, and MKL's fp32 GEMM loses ≈ 2× below 256.
+TILE_MIN_ROWS = 384
 
 
 def pack_signs(signs: torch.Tensor) -> torch.Tensor:
@@ -50,13 +76,26 @@ class QuantDLLMLinear(nn.Module):
         in_features, out_features, bias: as ``nn.Linear``.
         bits: average binary order (sign planes per weight).
         block_size: columns per block; a shorter last block holds the remainder.
-        kernel: ``"torch"`` (reference), ``"triton"`` (GPU kernel) or ``"auto"``.
+        kernel: which forward runs (the choice is made per call, from the input's device):
+
+            - ``"auto"`` (default): on CUDA the Triton kernel when Triton imports, else the torch path; on CPU the
+              compiled kernels of `cpu_kernel` (built on first use; the torch path, with a logged warning, when
+              they cannot be built) — T-MAC-style lookup tables (arXiv:2407.00088) below ``LUT16_MAX_TOKENS``
+              tokens (``LUT16_MAX_TOKENS_BF16`` for bf16 inputs, ``LUT_MAX_TOKENS`` for layouts whose planes are
+              not 32-column aligned), dense tiles of a tenth of the rows + GEMM from there on (`cpu_path` names the
+              choice). Inputs that require grad take the torch path (the compiled kernels have no backward).
+            - ``"cpu"``: the compiled CPU kernels, refused (`RuntimeError`) when they cannot be built, the input is
+              not on CPU or it requires grad.
+            - ``"triton"``: the GPU kernel, refused when Triton or CUDA is missing.
+            - ``"torch"``: the pure-torch reference path everywhere.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, bits: int = 2,
                  block_size: int = 128, kernel: str = "auto", dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"`kernel` must be one of {KERNELS}, got {kernel!r}.")
         self.in_features = in_features
         self.out_features = out_features
         self.bits = bits
@@ -107,6 +146,42 @@ class QuantDLLMLinear(nn.Module):
         offset = torch.arange(self.packed_width, device=device) - plane_start[plane_index]
         return starts[plane_block[plane_index]] + offset, plane_index
 
+    def plane_meta(self) -> torch.Tensor:
+        """int64 (planes, 3) on CPU: for each plane (block-major, order-minor) its first packed column, its width
+        and its first input column — the layout the compiled CPU kernels read. Cached until ``block_orders``
+        changes (a load or an in-place edit bumps its version); refused like `layout` when inconsistent."""
+        key = (self.block_orders.data_ptr(), self.block_orders._version, self.in_features, self.block_size)
+        cached = getattr(self, "_plane_meta_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        orders = [int(k) for k in self.block_orders.tolist()]
+        rows, cursor = [], 0
+        for (start, end), order in zip(block_bounds(self.in_features, self.block_size), orders):
+            for _ in range(order):
+                rows.append((cursor, end - start, start))
+                cursor += end - start
+        if len(orders) != len(block_bounds(self.in_features, self.block_size)) or \
+                len(rows) != self.row_scale.shape[1] or cursor != self.packed_width:
+            raise ValueError(f"block_orders {orders} of this {type(self).__name__} do not average "
+                             f"bits={self.bits} over blocks of {self.block_size} columns: the checkpoint does not "
+                             "match its quantization config.")
+        meta = torch.tensor(rows, dtype=torch.int64).reshape(-1, 3)
+        self._plane_meta_cache = (key, meta)
+        self._planes_aligned = bool(((meta[:, :2] % 32) == 0).all())
+        return meta
+
+    def cpu_path(self, tokens: int, dtype: torch.dtype = torch.float32) -> str:
+        """Which compiled CPU kernel a call with ``tokens`` rows of ``dtype`` takes: ``"lut16"``, ``"lut"`` or
+        ``"tile"`` (``"torch"`` when the kernels could not be built)."""
+        self.plane_meta()
+        kernel = cpu_kernel()
+        if kernel is None:
+            return "torch"
+        if self._planes_aligned and kernel.lut16_available():
+            limit = LUT16_MAX_TOKENS_BF16 if dtype == torch.bfloat16 else LUT16_MAX_TOKENS
+            return "lut16" if tokens < limit else "tile"
+        return "lut" if tokens < LUT_MAX_TOKENS else "tile"
+
     def _chunks(self) -> list[tuple[int, int]]:
         step = max(8, (self.in_features // 8) * 8)
         return [(start, min(start + step, self.packed_width)) for start in range(0, self.packed_width, step)]
@@ -128,11 +203,45 @@ class QuantDLLMLinear(nn.Module):
         return dense
 
     def _use_triton(self, x: torch.Tensor) -> bool:
-        if self.kernel == "torch" or not x.is_cuda:
+        if self.kernel == "triton" and not (x.is_cuda and triton_available()):
+            raise RuntimeError(f"`kernel='triton'` needs the `triton` package and a CUDA input, got an input on "
+                               f"{x.device} (triton importable: {triton_available()}).")
+        if self.kernel not in ("auto", "triton") or not x.is_cuda:
             return False
-        if self.kernel == "triton" and not triton_available():
-            raise RuntimeError("`kernel='triton'` needs the `triton` package on a CUDA device.")
         return triton_available()
+
+    def _use_cpu_kernel(self, x: torch.Tensor) -> bool:
+        if self.kernel == "cpu":
+            if x.device.type != "cpu" or cpu_kernel() is None:
+                raise RuntimeError(f"`kernel='cpu'` needs a CPU input and the compiled CPU kernels, got an input on "
+                                   f"{x.device} (kernels built: {cpu_kernel() is not None}; see the log).")
+            if x.requires_grad and torch.is_grad_enabled():
+                raise RuntimeError("`kernel='cpu'` has no backward: the input requires grad (run under "
+                                   "torch.no_grad(), or use kernel='auto' / 'torch', which differentiate).")
+            return True
+        if self.kernel != "auto" or x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+            return False
+        return cpu_kernel() is not None
+
+    def _cpu_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The compiled CPU kernels (`cpu_kernel`): packed bits in, no dense weight; float32 accumulation."""
+        kernel = cpu_kernel()
+        flat = x.reshape(-1, self.in_features)
+        meta = self.plane_meta()
+        packed, row_scale = self.weight.contiguous(), self.row_scale.contiguous()
+        col_scale = self.col_scale.float().contiguous()
+        path = self.cpu_path(flat.shape[0], flat.dtype)
+        if path == "lut16":
+            out = kernel.lut16_matmul(flat.float().contiguous(), packed, row_scale, col_scale, meta, LUT16_TOKEN_TILE)
+        elif path == "lut":
+            out = kernel.lut_matmul(flat.float().contiguous(), packed, row_scale, col_scale, meta, LUT_TOKEN_TILE,
+                                    LUT_CHUNK_BYTES)
+        else:
+            compute = flat if flat.dtype in (torch.float32, torch.bfloat16) else flat.float()
+            rows = max(TILE_MIN_ROWS, int(TILE_FRACTION * self.out_features) // 64 * 64)
+            out = kernel.tile_matmul(compute.contiguous(), packed, row_scale, col_scale, meta, rows)
+        out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return out + self.bias.to(out.dtype) if self.bias is not None else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = Σ_{g,k} α_r,g,k ⊙ (B_{g,k} (α_c,g,k ⊙ x_g)) (+ bias).
@@ -140,7 +249,15 @@ class QuantDLLMLinear(nn.Module):
         On CUDA with Triton the kernel evaluates this sum from the packed bits. In torch, few tokens take the sum as
         written (inputs scaled by α_c, one matmul per chunk of sign planes scaled by α_r); from ``in_features``
         tokens on it is cheaper to sum the planes into a transient dense Ŵ first (`dequantize`) and run one dense
-        matmul — the same sum in another order. Either way nothing dense outlives the call."""
+        matmul — the same sum in another order. Either way nothing dense outlives the call.
+
+        On CPU (``kernel="auto"`` or ``"cpu"``) the compiled kernels compute the same sum from the packed bits with
+        no dense weight at all (see the class docstring for the choice)."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"`x` must end with in_features={self.in_features} features, got shape "
+                             f"{tuple(x.shape)}.")
+        if self._use_cpu_kernel(x):
+            return self._cpu_forward(x)
         tokens = x.numel() // max(self.in_features, 1)
         if not self._use_triton(x) and tokens >= self.in_features:
             out = x @ self.dequantize(x.dtype).T
@@ -162,7 +279,7 @@ class QuantDLLMLinear(nn.Module):
                      signs: list[torch.Tensor], in_features: int, out_features: int, bits: int, block_size: int,
                      bias: torch.Tensor | None = None, kernel: str = "auto") -> QuantDLLMLinear:
         """Pack per-block factors: for block g, ``row_scales[g]`` (K_g, n), ``col_scales[g]`` (K_g, |g|),
-        ``signs[g]`` (K_g, n, |g|)."""
+        ``signs[g]`` (K_g, n, |g|) as ±1 numbers or bools (True = +1)."""
         device = signs[0].device
         layer = cls(in_features, out_features, bias=bias is not None, bits=bits, block_size=block_size,
                     kernel=kernel, dtype=bias.dtype if bias is not None else None, device=device)

@@ -81,13 +81,39 @@ def convertible_linears(model: nn.Module, modules_to_not_convert: list[str], pre
 
 @dataclass
 class BlockReport:
-    """What quantizing one block cost and did."""
+    """What quantizing one block cost and did: wall and CPU seconds, the peak of the device's allocated memory
+    (CUDA), the process's resident set after the block and its peak during the block (Linux; None elsewhere), and
+    per layer the block orders, objectives and seconds."""
 
     index: int
     seconds: float
     peak_device_bytes: int | None
     rss_bytes: int | None
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cpu_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    statistics_seconds: float | None = None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (``VmHWM``) to the current RSS (Linux ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _rss_bytes() -> int | None:
@@ -96,6 +122,10 @@ def _rss_bytes() -> int | None:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _gib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**30:.2f} GiB"
 
 
 def _move_outside(model: nn.Module, prefix: str, device: torch.device) -> None:
@@ -248,26 +278,35 @@ class QuantDLLMQuantizer:
             block.to(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
+            peak_exact = _reset_peak_rss()
+            start, cpu_start = time.perf_counter(), time.process_time()
             report = BlockReport(index=index, seconds=0.0, peak_device_bytes=None, rss_bytes=None)
             linears = convertible_linears(block, config.modules_to_not_convert, prefix=f"{prefix}.{index}")
             statistics = self._statistics(block, linears, hidden, extras) if hidden is not None else {}
+            report.statistics_seconds = time.perf_counter() - start
             for name, linear in linears:
-                result = quantize_weight(linear.weight.data, config, statistics.get(name), linear.bias,
+                layer_start = time.perf_counter()
+                result = quantize_weight(linear.weight.data, config, statistics.pop(name, None), linear.bias,
                                          name=f"{prefix}.{index}.{name}")
                 set_submodule(block, name, result.layer)
                 report.layers[name] = {"block_orders": result.block_orders, "objective_init": result.objective_init,
                                        "objective_final": result.objective_final,
                                        "output_error": result.output_error,
-                                       "outlier_fraction": result.outlier_fraction}
+                                       "outlier_fraction": result.outlier_fraction,
+                                       "seconds": time.perf_counter() - layer_start}
             statistics.clear()
             if hidden is not None and index + 1 < len(blocks):
                 hidden = [self._run_block(block, h, extra) for h, extra in zip(hidden, extras)]
             block.to(home)
             report.seconds = time.perf_counter() - start
+            report.cpu_seconds = time.process_time() - cpu_start
             report.peak_device_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
             report.rss_bytes = _rss_bytes()
+            report.peak_rss_bytes = _peak_rss_bytes() if peak_exact else None
             self.block_reports.append(report)
+            logger.info("Quant-dLLM block %d: %.1fs (%.1f CPU-s, statistics %.1fs), peak RSS %s, peak device %s",
+                        index, report.seconds, report.cpu_seconds, report.statistics_seconds,
+                        _gib(report.peak_rss_bytes), _gib(report.peak_device_bytes))
             bar.update(1)
         bar.close()
         if hidden is not None:
@@ -344,28 +383,39 @@ class QuantDLLMQuantizer:
 
     def _statistics(self, block: nn.Module, linears: list[tuple[str, nn.Linear]], hidden: list[torch.Tensor],
                     extras: list) -> dict[str, torch.Tensor]:
-        """S_MCS = Σ_b X_bᵀ X_b for each linear's input over all calibration tokens (float32)."""
+        """S_MCS = Σ_b X_bᵀ X_b for each linear's input over all calibration tokens (float32), accumulated in place
+        batch by batch (``addmm_``: no per-batch Gram matrix is allocated). Linears that read the same tensor
+        (q/k/v, gate/up) share one accumulator — the same tensor object under each name."""
         statistics: dict[str, torch.Tensor] = {}
-        # linears reading the same tensor (q/k/v) share one Gram matrix; the tensor is held so its id stays unique
-        shared: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # per batch: id(input) → (input, accumulator); the input is held so that its id stays unique
+        seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
         def make_hook(name: str):
             def hook(module, args):
                 x = args[0]
                 key = id(x)
-                if key not in shared:
-                    flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
-                    shared[key] = (x, flat.T @ flat)
-                gram = shared[key][1]
-                statistics[name] = statistics[name] + gram if name in statistics else gram.clone()
+                if key in seen:
+                    if name not in statistics:
+                        statistics[name] = seen[key][1]
+                    elif statistics[name] is not seen[key][1]:
+                        raise RuntimeError(f"`{name}` read the same input as another linear in one calibration "
+                                           "batch but not in another; S_MCS cannot be shared.")
+                    return
+                flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
+                if name not in statistics:
+                    statistics[name] = torch.zeros(flat.shape[1], flat.shape[1], dtype=torch.float32,
+                                                   device=flat.device)
+                statistics[name].addmm_(flat.T, flat)
+                seen[key] = (x, statistics[name])
             return hook
 
         handles = [linear.register_forward_pre_hook(make_hook(name)) for name, linear in linears]
         try:
             for h, extra in zip(hidden, extras):
-                shared.clear()
+                seen.clear()
                 self._run_block(block, h, extra)
         finally:
+            seen.clear()
             for handle in handles:
                 handle.remove()
         return statistics

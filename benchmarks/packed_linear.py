@@ -1,0 +1,276 @@
+"""Packed 2-bit `QuantDLLMLinear` forward against a dense ``nn.Linear`` on CPU (issue 26).
+
+    python benchmarks/packed_linear.py                # LLaDA-8B shapes, ~3 minutes on a shared 2-core CPU
+    python benchmarks/packed_linear.py --quick        # 1024-wide shapes, seconds (a smoke run)
+
+Shapes: 4096×4096 (attention projections) and 4096→12288 (MLP up/gate) of LLaDA-8B, 1 / 8 / 64 / 512 tokens,
+fp32 and bf16 inputs. The packed layer is a random Quant-dLLM layout at 2 bits per weight: 128-column blocks, an
+ABMP-style mix of orders (1/8 of the blocks at order 1, 1/8 at 3, the rest at 2), random sign bits and fp16
+scales. ``--threads`` (default 1) sets torch's and the kernels' threads. The dense baseline is ``F.linear`` with
+that layer's dequantized weight in the input's dtype (what one would run without the packed layer). The packed layer
+runs with ``kernel="auto"``, i.e. the compiled CPU kernels (the register lookup tables below ``LUT16_MAX_TOKENS``
+tokens — ``LUT16_MAX_TOKENS_BF16`` for bf16 — dense tiles + GEMM from there on; see `QuantDLLMLinear`; the ``path``
+column names the kernel).
+
+**Time**: each setting runs dense and packed alternately, ``--repeats`` pairs after a warm-up, and reports the
+medians and ``time_ratio`` = packed / dense median time (speed = its inverse). The machine is shared; compare
+ratios, not seconds.
+
+**Transient memory** of a call = peak resident set during the call − resident set before it − the output's bytes
+(the output is the call's result, not a temporary). The peak is the kernel's ``VmHWM`` after resetting it
+(``echo 5 > /proc/self/clear_refs``); the script re-executes itself with ``MALLOC_MMAP_THRESHOLD_=65536`` so that
+every allocation above 64 KiB is its own mapping returned at free (glibc would otherwise keep freed chunks and hide
+reuse); ``memory_check`` records what the method reads for a known 64 MiB allocation. It is reported against the
+dense weight's size in the input's dtype (``transient_fraction``).
+
+**Kernel crossover**: the compiled kernels (register table ``lut16``, byte table ``lut``, tiles ``tile`` in fp32
+and ``tile_bf16``) timed against each other at the first shape from 1 to 128 tokens, which is where
+``LUT16_MAX_TOKENS``, ``LUT16_MAX_TOKENS_BF16`` and ``LUT_MAX_TOKENS`` come from.
+
+Targets (issue 26, CPU): at 1 token packed ≥ 1.0× dense bf16 speed (stretch ≥ 2×); at 512 tokens ≥ 0.5×;
+transient memory ≤ 10 % of the dense weight. Writes benchmarks/results/packed_linear[_quick].json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import RESULTS, machine, markdown_table, write_json  # noqa: E402
+from hf_dlm.quantization import packed_linear as packed  # noqa: E402
+from hf_dlm.quantization.cpu_kernel import cpu_kernel  # noqa: E402
+from hf_dlm.quantization.packed_linear import QuantDLLMLinear  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------- memory
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", handle.read(), re.M).group(1))
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's resident-set high-water mark to the current RSS; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return status_kb("VmHWM") <= status_kb("VmRSS") + 64
+
+
+def extra_peak_bytes(fn) -> tuple[int | None, object]:
+    """(peak RSS during ``fn()`` − RSS before, result); None where the peak cannot be reset."""
+    gc.collect()
+    exact = reset_peak()
+    before = status_kb("VmRSS")
+    result = fn()
+    peak = status_kb("VmHWM")
+    return ((peak - before) * 1024 if exact else None), result
+
+
+def memory_check(size: int = 64 * 2**20) -> dict:
+    extra, _ = extra_peak_bytes(lambda: float(torch.ones(size // 4)[-1]))
+    return {"allocated_bytes": size, "measured_extra_peak_bytes": extra,
+            "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}}
+
+
+# --------------------------------------------------------------------------------------------- layers
+def random_layer(in_features: int, out_features: int, block_size: int = 128, seed: int = 0) -> QuantDLLMLinear:
+    """A 2-bit packed layer with an ABMP-style order mix, random bits and fp16 scales."""
+    g = torch.Generator().manual_seed(seed)
+    layer = QuantDLLMLinear(in_features, out_features, bits=2, block_size=block_size)
+    groups = layer.num_groups
+    orders = torch.full((groups,), 2, dtype=torch.uint8)
+    k = groups // 8
+    perm = torch.randperm(groups, generator=g)
+    orders[perm[:k]], orders[perm[k:2 * k]] = 1, 3
+    layer.block_orders.copy_(orders)
+    layer.weight.copy_(torch.randint(0, 256, layer.weight.shape, generator=g, dtype=torch.uint8))
+    layer.row_scale.copy_(torch.rand(layer.row_scale.shape, generator=g) * 0.02 + 0.01)
+    layer.col_scale.copy_(torch.rand(layer.col_scale.shape, generator=g) + 0.5)
+    layer.plane_meta()  # validates the layout
+    return layer
+
+
+def paired_times(fns: dict, repeats: int) -> dict[str, list[float]]:
+    for fn in fns.values():  # warm-up (and the kernels' build on the very first call)
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def run_setting(layer: QuantDLLMLinear, dense_weight: torch.Tensor, tokens: int, dtype: torch.dtype,
+                repeats: int) -> dict:
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(tokens, layer.in_features, generator=g).to(dtype)
+    with torch.no_grad():
+        reference = F.linear(x.float(), layer.dequantize(torch.float32))
+        out = layer(x)
+        times = paired_times({"dense": lambda: F.linear(x, dense_weight), "packed": lambda: layer(x)}, repeats)
+        dense_extra, dense_out = extra_peak_bytes(lambda: F.linear(x, dense_weight))
+        packed_extra, packed_out = extra_peak_bytes(lambda: layer(x))
+    out_bytes = packed_out.numel() * packed_out.element_size()
+    dense_med, packed_med = statistics.median(times["dense"]), statistics.median(times["packed"])
+    weight_bytes = dense_weight.numel() * dense_weight.element_size()
+    transient = None if packed_extra is None else max(0, packed_extra - out_bytes)
+    spread = (max(times["packed"]) - min(times["packed"])) / packed_med
+    return {"in_features": layer.in_features, "out_features": layer.out_features, "tokens": tokens,
+            "dtype": str(dtype).replace("torch.", ""),
+            "path": layer.cpu_path(tokens, dtype),
+            "dense_seconds": dense_med, "packed_seconds": packed_med, "time_ratio": packed_med / dense_med,
+            "speed_vs_dense": dense_med / packed_med, "dense_times": times["dense"], "packed_times": times["packed"],
+            "noisy": spread > 0.5,
+            "max_abs_error_vs_dequantized_fp32": float((out.float() - reference).abs().max()),
+            "reference_max_abs": float(reference.abs().max()),
+            "dense_weight_bytes": weight_bytes, "packed_bytes": sum(t.numel() * t.element_size()
+                                                                  for t in layer.buffers()),
+            "output_bytes": out_bytes,
+            "dense_extra_peak_bytes": None if dense_extra is None else max(0, dense_extra - out_bytes),
+            "packed_transient_bytes": transient,
+            "transient_fraction": None if transient is None else transient / weight_bytes}
+
+
+def crossover(layer: QuantDLLMLinear, token_counts: list[int], repeats: int) -> list[dict]:
+    """The lookup-table and the tile kernel at the same token counts (fp32)."""
+    kernel = cpu_kernel()
+    meta, col = layer.plane_meta(), layer.col_scale.float()
+    rows = max(packed.TILE_MIN_ROWS, int(packed.TILE_FRACTION * layer.out_features) // 64 * 64)
+    out = []
+    for tokens in token_counts:
+        x = torch.randn(tokens, layer.in_features)
+        fns = {"lut": lambda: kernel.lut_matmul(x, layer.weight, layer.row_scale, col, meta, packed.LUT_TOKEN_TILE,
+                                                packed.LUT_CHUNK_BYTES),
+               "tile": lambda: kernel.tile_matmul(x, layer.weight, layer.row_scale, col, meta, rows),
+               "tile_bf16": lambda: kernel.tile_matmul(x.bfloat16(), layer.weight, layer.row_scale, col, meta, rows)}
+        if kernel.lut16_available():
+            fns["lut16"] = lambda: kernel.lut16_matmul(x, layer.weight, layer.row_scale, col, meta,
+                                                       packed.LUT16_TOKEN_TILE)
+        times = paired_times(fns, repeats)
+        out.append({"tokens": tokens, **{f"{k}_seconds": statistics.median(v) for k, v in times.items()}})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1024-wide shapes, 3 repeats: a smoke run")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch (and kernel) threads for both sides; 1 by default because the 2 cores are shared "
+                             "and a 2-thread parallel region waits whenever another process holds a core")
+    parser.add_argument("--tokens", default="1,8,64,512")
+    parser.add_argument("--replot", action="store_true", help="redraw the plot from the saved JSON and stop")
+    args = parser.parse_args()
+    name = "packed_linear_quick" if args.quick else "packed_linear"
+    if args.replot:
+        _plot(json.loads((RESULTS / f"{name}.json").read_text()), RESULTS / f"{name}.png")
+        return
+    torch.set_num_threads(args.threads)
+    if cpu_kernel() is None:
+        raise SystemExit("the compiled CPU kernels did not build (see the warning above); nothing to measure")
+    width = 1024 if args.quick else 4096
+    repeats = 3 if args.quick else args.repeats
+    shapes = [(width, width), (width, 3 * width)]
+    token_counts = [int(t) for t in args.tokens.split(",")]
+    rows = []
+    for in_features, out_features in shapes:
+        layer = random_layer(in_features, out_features)
+        dense32 = layer.dequantize(torch.float32)
+        for dtype in (torch.float32, torch.bfloat16):
+            dense = dense32.to(dtype)
+            for tokens in token_counts:
+                row = run_setting(layer, dense, tokens, dtype, repeats)
+                rows.append(row)
+                print(f"{in_features}->{out_features} {row['dtype']} {tokens:4d} tokens: packed/dense time "
+                      f"{row['time_ratio']:.3f} (dense {row['dense_seconds'] * 1e3:.2f} ms, packed "
+                      f"{row['packed_seconds'] * 1e3:.2f} ms), transient {row['transient_fraction']}", flush=True)
+            del dense
+        del dense32, layer
+        gc.collect()
+    cross = crossover(random_layer(width, width), [1, 4, 8, 16, 32, 64, 128], max(3, repeats // 2))
+    one = [r for r in rows if r["tokens"] == 1 and r["dtype"] == "bfloat16"]
+    many = [r for r in rows if r["tokens"] == 512]
+    fractions = [r["transient_fraction"] for r in rows if r["transient_fraction"] is not None]
+    targets = {
+        "one_token_speed_vs_dense_bf16": [r["speed_vs_dense"] for r in one],
+        "one_token_target_1x_met": bool(one) and all(r["speed_vs_dense"] >= 1.0 for r in one),
+        "one_token_stretch_2x_met": bool(one) and all(r["speed_vs_dense"] >= 2.0 for r in one),
+        "tokens_512_speed_vs_dense": {f"{r['in_features']}->{r['out_features']} {r['dtype']}": r["speed_vs_dense"]
+                                      for r in many},
+        "tokens_512_target_0.5x_met": bool(many) and all(r["speed_vs_dense"] >= 0.5 for r in many),
+        "max_transient_fraction": max(fractions) if fractions else None,
+        "transient_target_10pct_met": bool(fractions) and max(fractions) <= 0.10,
+    }
+    payload = {"benchmark": "packed_linear", "args": vars(args), "machine": machine(),
+               "settings": {"lut16_max_tokens": packed.LUT16_MAX_TOKENS,
+                            "lut16_max_tokens_bf16": packed.LUT16_MAX_TOKENS_BF16,
+                            "lut16_token_tile": packed.LUT16_TOKEN_TILE,
+                            "lut_max_tokens": packed.LUT_MAX_TOKENS, "lut_token_tile": packed.LUT_TOKEN_TILE,
+                            "lut_chunk_bytes": packed.LUT_CHUNK_BYTES, "tile_fraction": packed.TILE_FRACTION,
+                            "tile_min_rows": packed.TILE_MIN_ROWS},
+               "memory_check": memory_check(), "rows": rows, "crossover": cross, "targets": targets}
+    path = write_json(name, payload)
+    _plot(payload, RESULTS / f"{name}.png")
+    header = ["shape", "dtype", "tokens", "path", "dense ms", "packed ms", "packed/dense time", "transient % of W"]
+    table = [[f"{r['in_features']}→{r['out_features']}", r["dtype"], r["tokens"], r["path"],
+              round(r["dense_seconds"] * 1e3, 2), round(r["packed_seconds"] * 1e3, 2), round(r["time_ratio"], 3),
+              "—" if r["transient_fraction"] is None else round(100 * r["transient_fraction"], 2)] for r in rows]
+    print(markdown_table(header, table))
+    print(json.dumps(targets, indent=1))
+    print(f"wrote {path}")
+
+
+def _plot(payload: dict, path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = payload["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (shape, dtype), marker in zip(sorted({(f"{r['in_features']}→{r['out_features']}", r["dtype"])
+                                              for r in rows}), "osD^v<>"):
+        sel = [r for r in rows if f"{r['in_features']}→{r['out_features']}" == shape and r["dtype"] == dtype]
+        tokens = [r["tokens"] for r in sel]
+        axes[0].plot(tokens, [r["time_ratio"] for r in sel], marker=marker, label=f"{shape} {dtype}")
+        axes[1].plot(tokens, [100 * (r["transient_fraction"] or 0) for r in sel], marker=marker,
+                     label=f"{shape} {dtype}")
+    axes[0].axhline(1.0, color="black", lw=0.8)
+    axes[0].axhline(2.0, color="gray", lw=0.8, ls="--")
+    axes[0].set_ylabel("packed / dense time (< 1: packed faster)")
+    axes[1].axhline(10, color="black", lw=0.8)
+    axes[1].set_ylabel("transient memory, % of the dense weight")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log") if ax is axes[0] else None
+        ax.set_xlabel("tokens")
+        ax.legend(fontsize=8)
+    fig.suptitle("2-bit packed QuantDLLMLinear vs dense F.linear on CPU (same dtype, same run); dashed: the 0.5× "
+                 "speed target at 512 tokens")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
