@@ -276,3 +276,15 @@ def test_no_modeling_file_has_a_second_copy():
             assert len(modeling) <= 1, (folder.name, modeling)
     names = [p.name.lower() for p in SRC.rglob("*.py")]
     assert not [n for n in names if "fast" in n or "cached" in n]
+
+
+@pytest.mark.slow
+def test_compiled_forward_decodes_the_same_tokens_with_the_cache():
+    """`torch.compile` traces the cached window pass (canvas indices, no host synchronisation) and gives the eager
+    tokens."""
+    model = _models()[0]
+    prompt = torch.randint(0, 90, (1, 6), generator=torch.Generator().manual_seed(1))
+    eager = _generate(model, prompt, None, cache_implementation="dual")
+    model.forward = torch.compile(model.forward, dynamic=True)
+    compiled = _generate(model, prompt, None, cache_implementation="dual")
+    assert torch.equal(eager.sequences, compiled.sequences)
