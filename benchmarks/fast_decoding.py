@@ -120,7 +120,8 @@ def wide_model() -> LLaDAModelLM:
     return model.eval()
 
 
-def _median_time(fn, times: list) -> None:
+def _timed(fn, times: list) -> None:
+    """Run ``fn`` once and append its wall time to ``times`` (the medians are taken later)."""
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
@@ -148,7 +149,7 @@ def wide_part(args) -> dict:
         times = {name: [] for name in passes}
         for _ in range(args.wide_repeats):  # interleaved
             for name, fn in passes.items():
-                _median_time(fn, times[name])
+                _timed(fn, times[name])
         cost = {name: statistics.median(t) for name, t in times.items()}
         composed = {}
         for steps in (256, 64):

@@ -87,8 +87,10 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
 
     Improvements over the authors' samplers, each a switch (the defaults reproduce the authors' code, except
     ``stop_at_eos``, which never changes a token up to the first EOS):
-        stop_at_eos (default True): once every row has produced an EOS, skip the remaining blocks; positions after
-            a row's first generated EOS become ``pad_token_id`` and all-padding trailing columns are cut.
+        stop_at_eos (default True): once every row has produced an EOS, skip the remaining blocks, and stop within a
+            block as soon as every row holds an EOS with no mask before it (fewer passes than the authors' loops, the
+            same returned tokens); positions after a row's first generated EOS become ``pad_token_id`` and
+            all-padding trailing columns are cut.
         suppress_mask_token (default False): never propose the mask token, nor the padded embedding rows beyond
             the model's ``vocab_size``. The authors' samplers may commit a proposed mask id, which leaves a hole
             the schedule no longer covers (the answer keeps a mask token).
