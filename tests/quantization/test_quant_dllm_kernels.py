@@ -128,6 +128,102 @@ def test_auto_takes_the_compiled_path_on_cpu_and_the_fallback_agrees(monkeypatch
         layer(torch.randn(2, 72, requires_grad=True))
 
 
+needs_amx = pytest.mark.skipif(cpu_kernel() is None or not cpu_kernel().amx_available(),
+                               reason="no AMX-BF16 here (CPU, OS permission or build)")
+
+
+@needs_amx
+@pytest.mark.parametrize("layout", [(64, 17, 32, [1, 3]), (96, 33, 32, [3, 2, 1]), (256, 40, 128, [2, 2]),
+                                    (160, 21, 32, [2, 1, 3, 2, 2])], ids=lambda v: f"{v[0]}x{v[1]}")
+@pytest.mark.parametrize("tokens", [1, 15, 16, 40, 70])
+def test_amx_kernel_equals_dense_dequantized_linear(layout, tokens):
+    """The AMX tile-product kernel: exact bf16 pieces of α_c ⊙ x and α_r, so fp32 accuracy; ragged rows, tokens
+    beyond one pass (chunks of 16 and 32 tokens) and bf16 inputs."""
+    in_features, out_features, block_size, orders = layout
+    layer = _random_layer(in_features, out_features, block_size, orders)
+    kernel = cpu_kernel()
+    x = torch.randn(tokens, in_features, generator=torch.Generator().manual_seed(tokens))
+    reference = F.linear(x, layer.dequantize(torch.float32))
+    scale = reference.abs().max()
+    args = (layer.weight, layer.row_scale, layer.col_scale.float(), layer.plane_meta())
+    for chunk in (16, 32, 256):
+        out = kernel.amx_matmul(x, *args, chunk)
+        assert torch.allclose(out, reference, atol=2e-6 * scale, rtol=1e-5), chunk
+    xb = x.bfloat16()
+    out = kernel.amx_matmul(xb, *args, 32)
+    assert out.dtype == torch.bfloat16
+    reference = F.linear(xb.float(), layer.dequantize(torch.float32))
+    assert torch.allclose(out.float(), reference, atol=1e-2 * scale, rtol=1e-2)
+    with pytest.raises(RuntimeError, match="chunk_tokens"):
+        kernel.amx_matmul(x, *args, 24)
+
+
+@needs_amx
+def test_amx_kernel_refuses_unaligned_planes():
+    layer = _random_layer(72, 24, 16, [1, 3, 2, 2, 2])
+    with pytest.raises(RuntimeError, match="32-column planes"):
+        cpu_kernel().amx_matmul(torch.randn(20, 72), layer.weight, layer.row_scale, layer.col_scale.float(),
+                                layer.plane_meta(), 32)
+
+
+@needs_kernels
+def test_path_choice_by_layer_size_and_the_amx_spy(monkeypatch):
+    """Small layers (≤ SMALL_LAYER_WEIGHTS) take tiles from SMALL_LAYER_TILE_TOKENS on; larger aligned ones take the
+    AMX kernel for float32 inputs from AMX_MIN_TOKENS to AMX_MAX_TOKENS (where available); each gives the dense
+    result, and bf16 tiles are narrower than float32 ones."""
+    small = _random_layer(96, 33, 32, [3, 2, 1])
+    assert small.cpu_path(packed_linear.SMALL_LAYER_TILE_TOKENS) == "tile"
+    assert small.cpu_path(packed_linear.SMALL_LAYER_TILE_TOKENS, torch.bfloat16) == "tile"
+    large = _random_layer(512, 520, 128, [1, 3, 2, 2])
+    assert large.in_features * large.out_features > packed_linear.SMALL_LAYER_WEIGHTS
+    amx = cpu_kernel().amx_available()
+    expected = "amx" if amx else ("lut16" if cpu_kernel().lut16_available() else "tile")
+    assert large.cpu_path(packed_linear.AMX_MIN_TOKENS) == expected
+    assert large.cpu_path(packed_linear.AMX_MAX_TOKENS - 1) == expected
+    assert large.cpu_path(packed_linear.AMX_MIN_TOKENS, torch.bfloat16) != "amx"
+    assert packed_linear.tile_rows(4096, torch.bfloat16) < packed_linear.tile_rows(4096, torch.float32)
+    assert packed_linear.amx_chunk_tokens(8192) % 16 == 0 and packed_linear.amx_chunk_tokens(256) == 256
+    spy = _Spy(cpu_kernel())
+    monkeypatch.setattr(packed_linear, "cpu_kernel", lambda: spy)
+    x = torch.randn(2, packed_linear.AMX_MIN_TOKENS, 512)
+    with torch.no_grad():
+        out = large(x)
+    assert spy.calls == [f"{expected}_matmul"]
+    reference = F.linear(x, large.dequantize(torch.float32))
+    assert torch.allclose(out, reference, atol=2e-6 * reference.abs().max(), rtol=1e-5)
+    small(torch.randn(packed_linear.SMALL_LAYER_TILE_TOKENS, 96))
+    assert spy.calls[-1] == "tile_matmul"
+
+
+@needs_kernels
+def test_cached_cpu_state_follows_edits_and_copies():
+    """The per-layer state of the compiled path is rebuilt when a buffer is edited in place or replaced, and a
+    layer with a state deep-copies and pickles (the state is dropped, not copied)."""
+    import copy
+    import io
+
+    layer = _random_layer(96, 33, 32, [3, 2, 1])
+    x = torch.randn(5, 96)
+    with torch.no_grad():
+        before = layer(x)
+        layer.col_scale.mul_(2)  # in place: the version counter moves
+        assert torch.allclose(layer(x), F.linear(x, layer.dequantize(torch.float32)), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(layer(x), before)
+        layer.row_scale = layer.row_scale * 0.5  # replaced
+        assert torch.allclose(layer(x), F.linear(x, layer.dequantize(torch.float32)), atol=1e-5, rtol=1e-5)
+        layer.to("cpu")  # .to() and friends drop the state (it would keep replaced buffers alive)
+        assert "_cpu_state_cache" not in layer.__dict__
+        layer(x)
+        assert "_cpu_state_cache" in layer.__dict__
+        clone = copy.deepcopy(layer)
+        assert torch.equal(clone(x), layer(x))
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(loaded(x), layer(x))
+
+
 def test_kernel_argument_is_checked():
     with pytest.raises(ValueError, match="`kernel` must be one of .*'gpu'"):
         QuantDLLMLinear(8, 4, kernel="gpu")

@@ -44,6 +44,22 @@ def test_forward_equals_dense_dequantized_linear():
     assert torch.allclose(layer(many)[:15], layer(x).reshape(15, 24), atol=1e-5, rtol=1e-5)
 
 
+def test_a_dtype_cast_keeps_the_stored_fp16_scales():
+    """`.to(torch.bfloat16)` of a model casts the bias and the compute, not the 2-bit format: the fp16 scales keep
+    their dtype and values (bf16 would round them to 7 mantissa bits)."""
+    layer = _quantized()[0].layer
+    row, col = layer.row_scale.clone(), layer.col_scale.clone()
+    assert row.dtype == torch.float16
+    x = torch.randn(4, 72)
+    expected = F.linear(x.bfloat16().float(), layer.dequantize(torch.float32), layer.bias.bfloat16().float())
+    layer.to(torch.bfloat16)
+    assert torch.equal(layer.row_scale, row) and torch.equal(layer.col_scale, col)
+    assert layer.bias.dtype == torch.bfloat16
+    out = layer(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
+
+
 def test_dequantize_is_sum_of_scaled_sign_planes():
     g = torch.Generator().manual_seed(1)
     w = torch.randn(8, 32, generator=g)

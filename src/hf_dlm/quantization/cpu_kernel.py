@@ -1,8 +1,9 @@
 """The compiled CPU kernels of `QuantDLLMLinear` (Quant-dLLM, arXiv:2510.03274), built on first use.
 
-``csrc/packed_linear_cpu.cpp`` (shipped in the wheel) holds two kernels that read the packed sign planes directly:
-a T-MAC-style lookup-table GEMV/GEMM (arXiv:2407.00088) for few tokens and a tile-dequantize + BLAS GEMM for many
-tokens (see the file's header), and DAQ's sign search for the quantizer. `cpu_kernel()` compiles it once with
+``csrc/packed_linear_cpu.cpp`` (shipped in the wheel) holds the kernels that read the packed sign planes directly:
+T-MAC-style lookup-table GEMV/GEMMs (arXiv:2407.00088) for few tokens, AMX tile products with exact bf16 pieces
+of the scales and inputs (CPUs with AMX-BF16; Linux grants the tile state on request) and a tile-dequantize + BLAS
+GEMM for many tokens (see the file's header), and DAQ's sign search for the quantizer. `cpu_kernel()` compiles it once with
 ``torch.utils.cpp_extension.load`` (g++, OpenMP, ``-O3 -march=native -ffp-contract=off``: no fused multiply-adds the
 source does not ask for, so the sign search rounds exactly like its torch fallback) into a cache folder keyed by the
 torch version and the CPU's instruction set, so a second process loads the built library in milliseconds. Where it cannot be built (no compiler, no ninja, a failed
@@ -65,7 +66,8 @@ def cpu_kernel_enabled() -> bool:
 
 @functools.cache
 def cpu_kernel() -> ModuleType | None:
-    """The compiled kernels (``lut_matmul``, ``tile_matmul``), or ``None`` (logged) when they cannot be built."""
+    """The compiled kernels (``lut_matmul``, ``lut16_matmul``, ``amx_matmul``, ``tile_matmul``, ``sign_search``),
+    or ``None`` (logged) when they cannot be built."""
     if not cpu_kernel_enabled():
         logger.info("%s=0: QuantDLLMLinear uses its pure-torch CPU path.", ENV_SWITCH)
         return None

@@ -13,13 +13,17 @@ Storage, for ``in_features = m``, ``out_features = n``, average order ``bits`` a
 
 The forward computes y = Σ_{g,k} α_r,g,k ⊙ (B_{g,k} (α_c,g,k ⊙ x_g)) from the packed bits each call; no
 full-precision weight is kept between calls. On CPU the compiled kernels of `cpu_kernel` (issue 26) never form the
-dense weight: lookup tables of partial sums (T-MAC, arXiv:2407.00088) for few tokens, dense tiles of a tenth of the
-rows + GEMM for many; on CUDA the Triton kernel; everywhere else the pure-torch path, which is also the reference.
+dense weight: lookup tables of partial sums (T-MAC, arXiv:2407.00088) for few tokens, AMX tile products of the sign
+bits with exact bf16 pieces of the scaled inputs for some more (float32 inputs, CPUs with AMX-BF16), dense tiles of a
+slice of the rows + GEMM for many; on CUDA the Triton kernel; everywhere else the pure-torch path, which is also the
+reference.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -39,6 +43,21 @@ LUT16_MAX_TOKENS = 96
 #: times faster than the float32 one, while the tables cost the same for both dtypes.
 LUT16_MAX_TOKENS_BF16 = 32
 LUT_MAX_TOKENS = 8
+#: float32 inputs from ``AMX_MIN_TOKENS`` up to (not including) ``AMX_MAX_TOKENS`` tokens take the AMX tile-product
+#: kernel (``amx_matmul``) where the CPU and the OS offer AMX-BF16 and the planes are 32-column aligned: on the
+#: LLaDA-8B-wide layers it beats the register tables and the float32 tiles there (the crossover section of
+#: benchmarks/packed_linear.py).
+AMX_MIN_TOKENS = 16
+AMX_MAX_TOKENS = 160
+#: Layers of at most this many weights (dense float32 ≤ 1 MiB: it sits in L2 cache, as in the 128-wide demo model)
+#: switch from the tables to dense tiles already at ``SMALL_LAYER_TILE_TOKENS`` tokens: there the dense GEMM is
+#: compute-bound and the one-off dequantization of the whole (tiny) weight costs less than the table lookups.
+SMALL_LAYER_WEIGHTS = 1 << 18
+SMALL_LAYER_TILE_TOKENS = 32
+#: The AMX kernel keeps the bf16 pieces of α_c ⊙ x for a chunk of tokens (6 bytes per token and plane column); the
+#: chunk is the largest multiple of 16 tokens (≤ 256) whose pieces fit this many bytes, so they stay in L2 cache
+#: while every 16 output rows re-read them.
+AMX_CHUNK_BYTES = 2 << 20
 #: Tokens per table pass of the register-table kernel (1, 2, 4 or 8): 8 fills the 32 vector registers.
 LUT16_TOKEN_TILE = 8
 #: Tokens per pass and bytes per sweep of the byte-table kernel (measured: one token and one sweep of the whole
@@ -47,9 +66,30 @@ LUT_TOKEN_TILE = 1
 LUT_CHUNK_BYTES = 1 << 30
 #: The many-token path dequantizes this fraction of the output rows at a time (its only large temporary)...
 TILE_FRACTION = 0.1
-#: ...but never fewer rows than this: oneDNN's bf16 GEMM falls off a cliff (≈ 10× slower) below ≈ 384 output
-#: columns on the AMX machine of benchmarks/packed_linear.py, and MKL's fp32 GEMM loses ≈ 2× below 256.
+#: ...but never fewer rows than this: MKL's fp32 GEMM loses ≈ 2× below 256 output columns.
 TILE_MIN_ROWS = 384
+#: bf16 inputs use half the fraction, with at least ``TILE_MIN_ROWS_BF16`` rows (``TILE_MIN_ROWS_BF16_MANY`` from
+#: ``TILE_MANY_TOKENS`` tokens on): oneDNN's bf16 GEMM packs its own copy of the tile and more scratch the more
+#: tokens it gets, so the call's transient memory is well above the tile's; measured at 4096 × 4096
+#: (benchmarks/packed_linear.py), 512 tokens: 384-row tiles 14.8 % of the bf16 weight, 192 rows 8.2 %, 128 rows
+#: 4.3 % for 1.05× the time; 64 tokens: 384 rows 10.2 %, 256 rows 7.0 % for 1.1× the time.
+TILE_FRACTION_BF16 = 0.05
+TILE_MIN_ROWS_BF16 = 256
+TILE_MIN_ROWS_BF16_MANY = 128
+TILE_MANY_TOKENS = 256
+
+
+def tile_rows(out_features: int, dtype: torch.dtype, tokens: int = 1) -> int:
+    """Output rows per dense tile of ``tile_matmul`` for ``tokens`` inputs of ``dtype`` (see ``TILE_FRACTION``)."""
+    if dtype == torch.bfloat16:
+        least = TILE_MIN_ROWS_BF16_MANY if tokens >= TILE_MANY_TOKENS else TILE_MIN_ROWS_BF16
+        return max(least, int(TILE_FRACTION_BF16 * out_features) // 64 * 64)
+    return max(TILE_MIN_ROWS, int(TILE_FRACTION * out_features) // 64 * 64)
+
+
+def amx_chunk_tokens(packed_width: int) -> int:
+    """Tokens per pass of ``amx_matmul`` for a layer of ``packed_width`` plane columns (see ``AMX_CHUNK_BYTES``)."""
+    return max(16, min(256, AMX_CHUNK_BYTES // (6 * max(packed_width, 1)) // 16 * 16))
 
 
 def pack_signs(signs: torch.Tensor) -> torch.Tensor:
@@ -82,8 +122,13 @@ class QuantDLLMLinear(nn.Module):
               compiled kernels of `cpu_kernel` (built on first use; the torch path, with a logged warning, when
               they cannot be built) — T-MAC-style lookup tables (arXiv:2407.00088) below ``LUT16_MAX_TOKENS``
               tokens (``LUT16_MAX_TOKENS_BF16`` for bf16 inputs, ``LUT_MAX_TOKENS`` for layouts whose planes are
-              not 32-column aligned), dense tiles of a tenth of the rows + GEMM from there on (`cpu_path` names the
-              choice). Inputs that require grad take the torch path (the compiled kernels have no backward).
+              not 32-column aligned), for float32 inputs from ``AMX_MIN_TOKENS`` to ``AMX_MAX_TOKENS`` the AMX
+              kernel where the CPU has AMX-BF16, dense tiles of a slice of the rows + GEMM from there on
+              (``tile_rows``), and on layers of at most ``SMALL_LAYER_WEIGHTS`` weights tiles already from
+              ``SMALL_LAYER_TILE_TOKENS`` tokens (`cpu_path` names the choice). What a call needs besides the input
+              (plane layout, float32 column scales, the choice's inputs) is computed once per layer and reused
+              until a buffer is edited or replaced — never a dense weight. Inputs that require grad take the torch
+              path (the compiled kernels have no backward).
             - ``"cpu"``: the compiled CPU kernels, refused (`RuntimeError`) when they cannot be built, the input is
               not on CPU or it requires grad.
             - ``"triton"``: the GPU kernel, refused when Triton or CUDA is missing.
@@ -171,16 +216,42 @@ class QuantDLLMLinear(nn.Module):
         return meta
 
     def cpu_path(self, tokens: int, dtype: torch.dtype = torch.float32) -> str:
-        """Which compiled CPU kernel a call with ``tokens`` rows of ``dtype`` takes: ``"lut16"``, ``"lut"`` or
-        ``"tile"`` (``"torch"`` when the kernels could not be built)."""
-        self.plane_meta()
+        """Which compiled CPU kernel a call with ``tokens`` rows of ``dtype`` takes: ``"amx"``, ``"lut16"``,
+        ``"lut"`` or ``"tile"`` (``"torch"`` when the kernels could not be built)."""
         kernel = cpu_kernel()
         if kernel is None:
             return "torch"
-        if self._planes_aligned and kernel.lut16_available():
-            limit = LUT16_MAX_TOKENS_BF16 if dtype == torch.bfloat16 else LUT16_MAX_TOKENS
-            return "lut16" if tokens < limit else "tile"
-        return "lut" if tokens < LUT_MAX_TOKENS else "tile"
+        return self._cpu_state(kernel).path(tokens, dtype)
+
+    def _cpu_state(self, kernel: ModuleType) -> _CpuState:
+        """Per-layer metadata of the compiled path (plane layout, float32 column scales, which kernels apply),
+        computed once and reused until a buffer is replaced or edited in place (its version counter moves). It
+        holds no dense weight: the packed bits are used as stored."""
+        buffers = self._buffers
+        tensors = (buffers["weight"], buffers["row_scale"], buffers["col_scale"], buffers["block_orders"])
+        versions = (tensors[0]._version, tensors[1]._version, tensors[2]._version, tensors[3]._version)
+        cached = self.__dict__.get("_cpu_state_cache")
+        if cached is not None and cached.kernel is kernel and cached.versions == versions and \
+                all(a is b for a, b in zip(cached.tensors, tensors)):
+            return cached
+        key = (tensors, versions)
+        state = _CpuState(self, kernel, key)
+        self.__dict__["_cpu_state_cache"] = state
+        return state
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> QuantDLLMLinear:
+        # .to() / .cuda() / .half() replace the buffers: drop the cached state so that it does not keep the old
+        # (CPU) tensors alive; the next CPU forward rebuilds it
+        self.__dict__.pop("_cpu_state_cache", None)
+        # the scales are part of the stored 2-bit format (fp16): a dtype cast of the model (`.to(torch.bfloat16)`)
+        # moves them but keeps their dtype and values, as transformers keeps quantized weights out of such casts
+        scales = {name: self._buffers[name] for name in ("row_scale", "col_scale")}
+        super()._apply(fn, recurse)
+        for name, before in scales.items():
+            after = self._buffers[name]
+            if after.dtype != before.dtype:
+                self._buffers[name] = before.to(after.device)
+        return self
 
     def _chunks(self) -> list[tuple[int, int]]:
         step = max(8, (self.in_features // 8) * 8)
@@ -226,21 +297,12 @@ class QuantDLLMLinear(nn.Module):
     def _cpu_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The compiled CPU kernels (`cpu_kernel`): packed bits in, no dense weight; float32 accumulation."""
         kernel = cpu_kernel()
+        state = self._cpu_state(kernel)
         flat = x.reshape(-1, self.in_features)
-        meta = self.plane_meta()
-        packed, row_scale = self.weight.contiguous(), self.row_scale.contiguous()
-        col_scale = self.col_scale.float().contiguous()
-        path = self.cpu_path(flat.shape[0], flat.dtype)
-        if path == "lut16":
-            out = kernel.lut16_matmul(flat.float().contiguous(), packed, row_scale, col_scale, meta, LUT16_TOKEN_TILE)
-        elif path == "lut":
-            out = kernel.lut_matmul(flat.float().contiguous(), packed, row_scale, col_scale, meta, LUT_TOKEN_TILE,
-                                    LUT_CHUNK_BYTES)
-        else:
-            compute = flat if flat.dtype in (torch.float32, torch.bfloat16) else flat.float()
-            rows = max(TILE_MIN_ROWS, int(TILE_FRACTION * self.out_features) // 64 * 64)
-            out = kernel.tile_matmul(compute.contiguous(), packed, row_scale, col_scale, meta, rows)
-        out = out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        out = state.run(flat)
+        if out.dtype != x.dtype:
+            out = out.to(x.dtype)
+        out = out.view(*x.shape[:-1], self.out_features)
         return out + self.bias.to(out.dtype) if self.bias is not None else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -292,6 +354,81 @@ class QuantDLLMLinear(nn.Module):
             layer.bias.copy_(bias)
         layer.layout()  # validates the block orders
         return layer
+
+
+def _no_cpu_state() -> None:
+    return None
+
+
+class _CpuState:
+    """What the compiled CPU path of one `QuantDLLMLinear` needs on every call, computed once (see
+    `QuantDLLMLinear._cpu_state`): the plane layout, contiguous packed tensors, float32 column scales, whether the
+    planes are 32-column aligned and which kernels the build offers. Kept small and per call allocation-free: on a
+    128-wide layer the Python work around a kernel call is a large share of its cost."""
+
+    __slots__ = ("tensors", "versions", "kernel", "packed", "row_scale", "col_scale", "meta", "lut16", "amx",
+                 "tile_rows", "amx_chunk", "small")
+
+    def __init__(self, layer: QuantDLLMLinear, kernel: ModuleType, key: tuple) -> None:
+        self.tensors, self.versions = key
+        self.kernel = kernel
+        self.meta = layer.plane_meta()
+        self.packed = layer.weight.contiguous()
+        self.row_scale = layer.row_scale.contiguous()
+        self.col_scale = layer.col_scale.float().contiguous()
+        aligned = layer._planes_aligned
+        self.lut16 = aligned and bool(kernel.lut16_available())
+        self.amx = aligned and bool(getattr(kernel, "amx_available", lambda: False)())
+        n = layer.out_features
+        self.tile_rows = (tile_rows(n, torch.float32), tile_rows(n, torch.bfloat16),
+                          tile_rows(n, torch.bfloat16, TILE_MANY_TOKENS))
+        self.amx_chunk = amx_chunk_tokens(layer.packed_width)
+        self.small = layer.in_features * layer.out_features <= SMALL_LAYER_WEIGHTS
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None  # a copied layer rebuilds its own state (this one holds the compiled module, not copyable)
+
+    def __reduce__(self) -> tuple:
+        return (_no_cpu_state, ())  # pickling a layer (torch.save of a module) drops the cache the same way
+
+    def path(self, tokens: int, dtype: torch.dtype) -> str:
+        if self.small and tokens >= SMALL_LAYER_TILE_TOKENS:
+            return "tile"
+        if dtype == torch.bfloat16:
+            if self.lut16:
+                return "lut16" if tokens < LUT16_MAX_TOKENS_BF16 else "tile"
+            return "lut" if tokens < LUT_MAX_TOKENS else "tile"
+        if self.amx and not self.small and AMX_MIN_TOKENS <= tokens < AMX_MAX_TOKENS:
+            return "amx"
+        if self.lut16:
+            return "lut16" if tokens < LUT16_MAX_TOKENS else "tile"
+        return "lut" if tokens < LUT_MAX_TOKENS else "tile"
+
+    def run(self, flat: torch.Tensor) -> torch.Tensor:
+        """(tokens, in_features) → (tokens, out_features): float32, or bfloat16 for bf16 inputs on the tile path."""
+        dtype = flat.dtype
+        path = self.path(flat.shape[0], dtype)
+        kernel = self.kernel
+        if path == "tile" or path == "amx":
+            compute = flat if dtype == torch.float32 or dtype == torch.bfloat16 else flat.float()
+            if not compute.is_contiguous():
+                compute = compute.contiguous()
+            if path == "amx":
+                return kernel.amx_matmul(compute, self.packed, self.row_scale, self.col_scale, self.meta,
+                                         self.amx_chunk)
+            if compute.dtype == torch.bfloat16:
+                rows = self.tile_rows[2] if compute.shape[0] >= TILE_MANY_TOKENS else self.tile_rows[1]
+            else:
+                rows = self.tile_rows[0]
+            return kernel.tile_matmul(compute, self.packed, self.row_scale, self.col_scale, self.meta, rows)
+        compute = flat if dtype == torch.float32 else flat.float()
+        if not compute.is_contiguous():
+            compute = compute.contiguous()
+        if path == "lut16":
+            return kernel.lut16_matmul(compute, self.packed, self.row_scale, self.col_scale, self.meta,
+                                       LUT16_TOKEN_TILE)
+        return kernel.lut_matmul(compute, self.packed, self.row_scale, self.col_scale, self.meta, LUT_TOKEN_TILE,
+                                 LUT_CHUNK_BYTES)
 
 
 def linear_storage_bytes(layer: QuantDLLMLinear) -> dict[str, int]:

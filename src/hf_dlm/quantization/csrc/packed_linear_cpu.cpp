@@ -10,6 +10,8 @@
 //   of a byte that belong to p (a byte may straddle two planes when a block width is not a multiple of 8).
 //   Cost per token: one table read per stored weight byte; the table (tokens × bytes × 256 floats) is the only
 //   temporary.
+// * amx_matmul — float32 inputs at 16–159 tokens on CPUs with AMX-BF16 (planes on 32-column boundaries): tile
+//   products of the sign bits (exact in bf16) with exact bf16 pieces of α_c ⊙ x and α_r. See its section below.
 // * tile_matmul — many tokens. Dequantizes `tile_rows` output rows at a time into a small dense tile
 //   (Σ_k α_r α_cᵀ ⊙ B_k, the weight of those rows only) and multiplies it with a BLAS GEMM; the tile is reused for
 //   every tile, so the transient memory is tile_rows × in_features values, never the whole weight.
@@ -22,6 +24,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -47,7 +50,7 @@ struct Layout {
   std::vector<int32_t> input_index;  // per plane column: the input column it reads
 };
 
-Layout read_layout(const at::Tensor& meta, int64_t in_features) {
+Layout read_layout(const at::Tensor& meta, int64_t in_features, bool with_index = true) {
   TORCH_CHECK(meta.dtype() == at::kLong && meta.dim() == 2 && meta.size(1) == 3, "meta must be int64 (planes, 3)");
   auto m = meta.contiguous();
   const int64_t* d = m.data_ptr<int64_t>();
@@ -63,6 +66,7 @@ Layout read_layout(const at::Tensor& meta, int64_t in_features) {
     cursor += len;
   }
   out.packed_width = cursor;
+  if (!with_index) return out;  // the AMX kernel reads whole planes and needs no per-column index
   out.input_index.resize(cursor);
   for (int64_t p = 0; p < out.planes; ++p)
     for (int64_t c = 0; c < out.p_len[p]; ++c) out.input_index[out.p_start[p] + c] = int32_t(out.p_in[p] + c);
@@ -462,6 +466,266 @@ at::Tensor tile_matmul(const at::Tensor& x, const at::Tensor& packed, const at::
 }
 
 // ----------------------------------------------------------------------------------------------------------
+// amx_matmul — planes on 32-column boundaries, a CPU with AMX-BF16 (Sapphire Rapids and later): the sum
+// y = Σ_p α_r,p ⊙ (B_p (α_c,p ⊙ x)) on the tile unit, exactly to fp32 rounding, never forming the dense weight.
+// The signs are exact in bf16; the scales are not, so both factors are split into bf16 pieces whose sums are exact:
+//   xs = α_c ⊙ x (fp32) = h + m + l   (three truncations: 8 + 8 + 8 significand bits),
+//   α_r (fp16, 11 bits) = a + b        (a: the top 8 bits, b: the remaining 3).
+// The weight operand of a 32-column step of 16 output rows is (a ⊙ B) or (b ⊙ B), built in registers from one
+// 32-bit word of bits per row; the products a·h, a·m, a·l, b·h, b·m are summed by TDPBF16PS in fp32 (b·l is
+// < 2⁻²¹ of a product and is left out: adding it changed no output measurably against float64). The error is the
+// tile unit's own fp32 accumulation: ≈ 1·10⁻⁶ of the output's scale at 4,096 inputs against float64, where the
+// fp32 GEMM has 4·10⁻⁷. Per 32 plane columns and 16 × 16 outputs: five tile products (≈ 80 cycles) against
+// 16 × 16 × 32 fp32 FMAs (≈ 256 cycles) for the dense layer; at the sizes measured the tile loads, not the
+// products, bound it.
+// The only temporaries: the bf16 pieces of xs for a chunk of `chunk_tokens` tokens (3 × chunk × P bf16) and a
+// few 1 KB tiles per thread.
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__)
+#include <sys/syscall.h>
+#include <unistd.h>
+namespace {
+
+struct TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+bool amx_permitted() {  // Linux hands out the tile state on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+  static const bool ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return ok;
+}
+
+inline void amx_configure() {
+  TileConfig config{};
+  config.palette_id = 1;
+  for (int i = 0; i < 8; ++i) {
+    config.colsb[i] = 64;
+    config.rows[i] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const at::BFloat16* p) {  // bf16 → fp32: the 16 bits become the top half
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+inline __m512i bf16_trunc_bits(__m512 v) {  // the top 16 bits of each fp32 lane, as fp32 (low half zero)
+  return _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(int32_t(0xFFFF0000u)));
+}
+
+// xs pieces of tokens [t0, t0 + count) as contiguous 1 KB tiles (16 tokens × 32 plane columns, bf16 bits):
+// column step q, piece s, token tile j at split + ((q · 3 + s) · rows/16 + j) · 512 (a step's tiles side by side,
+// read in order); tokens from `count` to `rows` (a multiple of 16) are zero.
+template <typename T>
+void split_inputs(const T* x, int64_t ld_x, int64_t t0, int64_t count, int64_t rows, const float* col_scale,
+                  const Layout& layout, uint16_t* split) {
+  const int64_t P = layout.packed_width, steps = P / 32, tiles = rows / 16;
+  at::parallel_for(0, rows, 4, [&](int64_t rb, int64_t re) {
+    for (int64_t t = rb; t < re; ++t) {
+      const int64_t j = t / 16, row = t % 16;
+      uint16_t* pieces[3];
+      for (int s = 0; s < 3; ++s) pieces[s] = split + (s * tiles + j) * 512 + row * 32;
+      const int64_t step_stride = 3 * tiles * 512;
+      if (t >= count) {
+        for (int s = 0; s < 3; ++s)
+          for (int64_t q = 0; q < steps; ++q) std::memset(pieces[s] + q * step_stride, 0, 64);
+        continue;
+      }
+      const T* xt = x + (t0 + t) * ld_x;
+      for (int64_t p = 0; p < layout.planes; ++p) {
+        for (int64_t c = 0; c < layout.p_len[p]; c += 16) {
+          const int64_t col = layout.p_start[p] + c;
+          const int64_t at = (col / 32) * step_stride + col % 32;
+          const __m512 v = _mm512_mul_ps(load16(xt + layout.p_in[p] + c), _mm512_loadu_ps(col_scale + col));
+          const __m512i hb = bf16_trunc_bits(v);
+          const __m512 r = _mm512_sub_ps(v, _mm512_castsi512_ps(hb));        // exact
+          const __m512i mb = bf16_trunc_bits(r);
+          const __m512 s = _mm512_sub_ps(r, _mm512_castsi512_ps(mb));        // exact, ≤ 8 significant bits
+          const __m512i lb = bf16_trunc_bits(s);                             // exact
+          const __m512i bits[3] = {hb, mb, lb};
+          for (int k = 0; k < 3; ++k)  // the top halves, narrowed to 16 bits
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(pieces[k] + at),
+                                _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits[k], 16)));
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void amx_rows(const uint16_t* split, int64_t rows, int64_t t0, int64_t count, const uint8_t* packed,
+              int64_t nbytes, const at::Half* row_scale, const Layout& layout, T* out, int64_t n) {
+  const int64_t P = layout.packed_width;
+  const int64_t steps = P / 32;
+  std::vector<int64_t> step_plane(steps);
+  for (int64_t p = 0; p < layout.planes; ++p)
+    for (int64_t c = 0; c < layout.p_len[p]; c += 32) step_plane[(layout.p_start[p] + c) / 32] = p;
+  const int64_t row_tiles = (n + 15) / 16;
+  const int64_t token_tiles = rows / 16;
+  at::parallel_for(0, row_tiles, 1, [&](int64_t gb, int64_t ge) {
+    amx_configure();
+    alignas(64) uint32_t wa[2][256];  // VNNI weight tiles (a ⊙ B, b ⊙ B): 16 rows of 16 columns × 2 bf16, two
+    alignas(64) uint32_t wb[2][256];  // column steps in flight
+    alignas(64) float cbuf[256];
+    std::vector<uint32_t> scale_a(layout.planes * 16), scale_b(layout.planes * 16);
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32(int32_t(nbytes)));
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2);
+    for (int64_t g = gb; g < ge; ++g) {
+      const int64_t r0 = 16 * g;
+      const int64_t live = std::min<int64_t>(16, n - r0);
+      const __mmask16 live_rows = live == 16 ? __mmask16(0xFFFF) : __mmask16((1u << live) - 1u);
+      // α_r = a + b for the 16 rows, each bf16 duplicated in both halves of a 32-bit lane
+      for (int64_t p = 0; p < layout.planes; ++p)
+        for (int i = 0; i < 16; ++i) {
+          const float v = i < live ? static_cast<float>(row_scale[(r0 + i) * layout.planes + p]) : 0.f;
+          uint32_t bits;
+          std::memcpy(&bits, &v, 4);
+          const uint32_t hi = bits & 0xFFFF0000u;
+          float hf, lo;
+          std::memcpy(&hf, &hi, 4);
+          lo = v - hf;
+          uint32_t lbits;
+          std::memcpy(&lbits, &lo, 4);
+          scale_a[p * 16 + i] = (hi >> 16) | hi;
+          scale_b[p * 16 + i] = (lbits >> 16) | (lbits & 0xFFFF0000u);
+        }
+      const uint8_t* base = packed + r0 * nbytes;
+      for (int64_t tt0 = 0; tt0 < token_tiles; tt0 += 4) {
+        const int64_t nt = std::min<int64_t>(4, token_tiles - tt0);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        // the weight tiles of step q + 1 are built (vector stores) while the tile unit works on step q: a tile
+        // load cannot take data from stores still in flight, so loading right after building would stall
+        auto build = [&](int64_t q, uint32_t* wa, uint32_t* wb) {
+          const int64_t p = step_plane[q];
+          const __m512i words = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live_rows, lanes, base + 4 * q, 1);
+          const __m512i sa = _mm512_loadu_si512(scale_a.data() + p * 16);
+          const __m512i sb = _mm512_loadu_si512(scale_b.data() + p * 16);
+          for (int i = 0; i < 16; ++i) {
+            // columns 2i, 2i+1 of each row: a clear bit is −1, i.e. the bf16 sign bit set (15 low, 31 high)
+            const __m512i s = _mm512_srli_epi32(words, 2 * i);
+            const __m512i neg = _mm512_or_si512(_mm512_slli_epi32(_mm512_andnot_si512(s, one), 15),
+                                                _mm512_slli_epi32(_mm512_andnot_si512(s, two), 30));
+            _mm512_store_si512(wa + 16 * i, _mm512_xor_si512(sa, neg));
+            _mm512_store_si512(wb + 16 * i, _mm512_xor_si512(sb, neg));
+          }
+        };
+        build(0, wa[0], wb[0]);
+        for (int64_t q = 0; q < steps; ++q) {
+          const int cur = int(q & 1);
+          _tile_loadd(4, wa[cur], 64);
+          _tile_loadd(5, wb[cur], 64);
+          if (q + 1 < steps) build(q + 1, wa[1 - cur], wb[1 - cur]);
+          // the three pieces of each token tile against a ⊙ B (tmm4) and b ⊙ B (tmm5); two X registers alternate
+          // so that a load does not wait for the products still reading the other
+          const uint16_t* xq = split + (q * 3 * token_tiles + tt0) * 512;
+          const int64_t piece = token_tiles * 512, tile = 512;
+#define HF_DLM_AMX_STEP(J, R, S, A)                                                             \
+  if (nt > J) {                                                                                 \
+    _tile_loadd(R, xq + S * piece + J * tile, 64);                                              \
+    _tile_dpbf16ps(J, R, 4);                                                                    \
+    if (A) _tile_dpbf16ps(J, R, 5);                                                             \
+  }
+          HF_DLM_AMX_STEP(0, 6, 0, 1)
+          HF_DLM_AMX_STEP(1, 7, 0, 1)
+          HF_DLM_AMX_STEP(2, 6, 0, 1)
+          HF_DLM_AMX_STEP(3, 7, 0, 1)
+          HF_DLM_AMX_STEP(0, 6, 1, 1)
+          HF_DLM_AMX_STEP(1, 7, 1, 1)
+          HF_DLM_AMX_STEP(2, 6, 1, 1)
+          HF_DLM_AMX_STEP(3, 7, 1, 1)
+          HF_DLM_AMX_STEP(0, 6, 2, 0)
+          HF_DLM_AMX_STEP(1, 7, 2, 0)
+          HF_DLM_AMX_STEP(2, 6, 2, 0)
+          HF_DLM_AMX_STEP(3, 7, 2, 0)
+#undef HF_DLM_AMX_STEP
+        }
+#define HF_DLM_AMX_STORE(J)                                                                     \
+  if (nt > J) {                                                                                 \
+    const int64_t ta = (tt0 + J) * 16;                                                          \
+    const int64_t valid = std::min<int64_t>(16, count - ta);                                    \
+    if (std::is_same<T, float>::value && valid == 16 && live == 16) {                           \
+      _tile_stored(J, reinterpret_cast<float*>(out) + (t0 + ta) * n + r0, n * 4);                \
+    } else if (valid > 0) {                                                                     \
+      _tile_stored(J, cbuf, 64);                                                                \
+      for (int64_t t = 0; t < valid; ++t)                                                       \
+        for (int64_t i = 0; i < live; ++i) out[(t0 + ta + t) * n + r0 + i] = static_cast<T>(cbuf[16 * t + i]); \
+    }                                                                                           \
+  }
+        HF_DLM_AMX_STORE(0)
+        HF_DLM_AMX_STORE(1)
+        HF_DLM_AMX_STORE(2)
+        HF_DLM_AMX_STORE(3)
+#undef HF_DLM_AMX_STORE
+      }
+    }
+    _tile_release();
+  });
+}
+
+}  // namespace
+#endif
+
+bool amx_available() {
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__)
+  return amx_permitted();
+#else
+  return false;
+#endif
+}
+
+// x: (M, in) float32 or bfloat16 contiguous → (M, n) of x's dtype. Refused when the layout is not 32-column
+// aligned or the build / the OS gives no AMX-BF16. `chunk_tokens` (a multiple of 16) bounds the split-input buffer.
+at::Tensor amx_matmul(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& row_scale,
+                      const at::Tensor& col_scale, const at::Tensor& meta, int64_t chunk_tokens) {
+  TORCH_CHECK(amx_available(), "amx_matmul needs a build and an OS with AMX-BF16");
+  TORCH_CHECK((x.dtype() == at::kFloat || x.dtype() == at::kBFloat16) && x.dim() == 2 && x.is_contiguous(),
+              "x must be contiguous float32 or bfloat16 (M, in)");
+  TORCH_CHECK(packed.dtype() == at::kByte && packed.is_contiguous(), "packed must be contiguous uint8");
+  TORCH_CHECK(row_scale.dtype() == at::kHalf && row_scale.is_contiguous(), "row_scale must be contiguous float16");
+  TORCH_CHECK(col_scale.dtype() == at::kFloat && col_scale.is_contiguous(), "col_scale must be contiguous float32");
+  TORCH_CHECK(chunk_tokens > 0 && chunk_tokens % 16 == 0, "chunk_tokens must be a positive multiple of 16");
+  const int64_t tokens = x.size(0), in_features = x.size(1), n = packed.size(0), nbytes = packed.size(1);
+  const Layout layout = read_layout(meta, in_features, false);
+  TORCH_CHECK((layout.packed_width + 7) / 8 == nbytes && col_scale.numel() == layout.packed_width &&
+                  row_scale.size(0) == n && row_scale.size(1) == layout.planes,
+              "packed tensors do not match the plane layout");
+  for (int64_t p = 0; p < layout.planes; ++p)
+    TORCH_CHECK(layout.p_start[p] % 32 == 0 && layout.p_len[p] % 32 == 0, "amx_matmul needs 32-column planes");
+  TORCH_CHECK(16 * nbytes < (int64_t(1) << 31), "rows too wide for 32-bit gather offsets");
+  auto out = at::empty({tokens, n}, x.options());
+  if (tokens == 0 || n == 0) return out;
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__)
+  const int64_t chunk = std::min<int64_t>(chunk_tokens, (tokens + 15) / 16 * 16);
+  auto split = at::empty({3 * chunk * layout.packed_width}, x.options().dtype(at::kShort));  // the only large temporary
+  uint16_t* sp = reinterpret_cast<uint16_t*>(split.data_ptr<int16_t>());
+  for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
+    const int64_t count = std::min(chunk, tokens - t0);
+    const int64_t rows = (count + 15) / 16 * 16;
+    if (x.dtype() == at::kFloat) {
+      split_inputs<float>(x.data_ptr<float>(), in_features, t0, count, rows, col_scale.data_ptr<float>(), layout, sp);
+      amx_rows<float>(sp, rows, t0, count, packed.data_ptr<uint8_t>(), nbytes, row_scale.data_ptr<at::Half>(),
+                      layout, out.data_ptr<float>(), n);
+    } else {
+      split_inputs<at::BFloat16>(x.data_ptr<at::BFloat16>(), in_features, t0, count, rows,
+                                 col_scale.data_ptr<float>(), layout, sp);
+      amx_rows<at::BFloat16>(sp, rows, t0, count, packed.data_ptr<uint8_t>(), nbytes,
+                             row_scale.data_ptr<at::Half>(), layout, out.data_ptr<at::BFloat16>(), n);
+    }
+  }
+#endif
+  return out;
+}
+
+// ----------------------------------------------------------------------------------------------------------
 // Quantization helper: ``update_B`` of Quant-dLLM's DAQ (Algorithm 2, ``search``) — for every weight, the sign
 // pattern b ∈ {±1}^K (pattern p: b_k = +1 iff bit k of p is set) minimising (W_ij − Σ_k b_k s_k)² with
 // s_k = α_r,k,i α_c,k,j, first pattern on ties (argmin's rule). w: (G, n, m), row: (G, K, n), col: (G, K, m), all
@@ -543,6 +807,8 @@ at::Tensor sign_search(const at::Tensor& w, const at::Tensor& row, const at::Ten
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("amx_available", &amx_available, "whether amx_matmul can run (AMX-BF16 build and OS permission)");
+  m.def("amx_matmul", &amx_matmul, "Quant-dLLM packed linear on AMX tiles, exact bf16 splits (aligned planes)");
   m.def("lut_matmul", &lut_matmul, "Quant-dLLM packed linear, lookup-table kernel (few tokens)");
   m.def("lut16_available", &lut16_available, "whether lut16_matmul was compiled (AVX-512)");
   m.def("lut16_matmul", &lut16_matmul, "Quant-dLLM packed linear, register lookup tables (AVX-512, aligned planes)");
