@@ -45,3 +45,23 @@ def test_bad_cache_settings_are_one_line_errors(saved, capsys):
     assert main(["generate", str(folder), "--prompt-ids", "3", "--max-new-tokens", "4", "--steps", "4",
                  "--threshold", "0.5", "--factor", "1.0"]) == 2
     assert "factor" in capsys.readouterr().err
+
+
+def test_compile_flag_runs_the_passes_through_the_compiled_call(saved, capsys, monkeypatch):
+    """`--compile` asks for transformers' compiled call (replaced here by the eager call, to keep the test fast):
+    every pass goes through it and the tokens are the library's."""
+    folder, model = saved
+    calls = []
+
+    def get_compiled_call(self, config):
+        calls.append(config)
+        return self.__call__
+
+    monkeypatch.setattr(LLaDAModelLM, "get_compiled_call", get_compiled_call)
+    assert main(["generate", str(folder), "--prompt-ids", "3,4,5", "--max-new-tokens", "8", "--steps", "8",
+                 "--block-length", "4", "--cache", "dual", "--compile"]) == 0
+    assert len(calls) == 1 and calls[0].backend == "inductor"
+    expected = model.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=8, steps=8, block_length=4,
+                              cache_implementation="dual", generator=torch.Generator().manual_seed(0))
+    tokenizer = OracleLanguage(num_words=91).tokenizer()
+    assert capsys.readouterr().out.strip() == tokenizer.decode(expected[0, 3:], skip_special_tokens=True).strip()

@@ -39,6 +39,23 @@ def tiny_quantized_llada() -> LLaDAModelLM:
     return model
 
 
+def generate_padded_pair(model, **kwargs):
+    """``model.generate`` on two 6-token prompts, the second left-padded by 2: 16 new tokens in blocks of 8, 8 steps,
+    no EOS stop, generator seed 3; ``kwargs`` override."""
+    prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(prompt)
+    mask[1, :2] = 0
+    kwargs = {"max_new_tokens": 16, "steps": 8, "block_length": 8, "stop_at_eos": False, **kwargs}
+    return model.generate(prompt, attention_mask=mask, generator=torch.Generator().manual_seed(3), **kwargs)
+
+
+def head_rows(model) -> list[int]:
+    """A list that records, per call of the output layer, how many positions it projects."""
+    rows: list[int] = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[1]))
+    return rows
+
+
 class CallCounter:
     """Counts the forward calls of a model (its denoiser passes)."""
 

@@ -43,6 +43,9 @@ def add_parser(commands: Any) -> None:
                         help="confidence-threshold parallel decoding: commit every token scoring >= this")
     parser.add_argument("--factor", type=float, default=None,
                         help="Fast-dLLM's factor-based parallel decoding (low_confidence remasking)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="run the denoiser passes through torch.compile (masked diffusion; transformers' "
+                             "CompileConfig): the first call compiles, so it pays off on long answers and batches")
     parser.add_argument("--scheme", default=None, choices=SCHEMES, help="Logit-FM sampling scheme")
     parser.add_argument("--num-steps", type=positive_int, default=None, help="function evaluations (Logit-FM)")
     parser.add_argument("--seed", type=seed, default=0)
@@ -81,7 +84,7 @@ def _generation_kwargs(args: argparse.Namespace, model: Any) -> dict:
         kwargs.update(temperature=args.temperature, do_sample=args.temperature > 0)
     is_logit_fm = model.config.model_type == "logit_fm"
     text_only = {"steps": args.steps, "block_length": args.block_length, "remasking": args.remasking,
-                 "cache": args.cache, "threshold": args.threshold, "factor": args.factor}
+                 "cache": args.cache, "threshold": args.threshold, "factor": args.factor, "compile": args.compile}
     flow_only = {"scheme": args.scheme, "num_steps": args.num_steps}
     wrong = [k for k, v in (text_only if is_logit_fm else flow_only).items() if v is not None]
     if wrong:
@@ -91,6 +94,10 @@ def _generation_kwargs(args: argparse.Namespace, model: Any) -> dict:
     if "cache" in kwargs:  # `none` overrides a cache saved in the generation config
         cache = kwargs.pop("cache")
         kwargs["cache_implementation"] = None if cache == "none" else cache
+    if kwargs.pop("compile", None):
+        from transformers.generation.configuration_utils import CompileConfig
+
+        kwargs["compile_config"] = CompileConfig()
     return kwargs
 
 

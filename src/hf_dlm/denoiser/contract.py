@@ -14,6 +14,8 @@ model class. The one adapter here handles the two layouts models come in:
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -37,27 +39,29 @@ def _output_logits(output: object, name: str) -> torch.Tensor:
 
 
 def _denoise_grid(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None,
-                  **model_kwargs) -> torch.Tensor:
+                  forward: Callable[..., Any] | None = None, **model_kwargs) -> torch.Tensor:
     if attention_mask is not None and not bool(attention_mask.all()):
         raise ValueError("an image denoiser has no padding: `attention_mask` must be None or all ones.")
     batch = input_ids.shape[0]
     grid = input_ids if input_ids.ndim == 3 else input_ids.reshape(batch, *grid_shape(model, input_ids.shape[1]))
-    logits = _output_logits(model(grid, **model_kwargs), "sample")  # (batch, codebook, height, width)
+    logits = _output_logits((forward or model)(grid, **model_kwargs), "sample")  # (batch, codebook, height, width)
     return logits.flatten(2).transpose(1, 2).contiguous()
 
 
-def denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-            **model_kwargs) -> torch.Tensor:
+def denoise(model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, *,
+            forward: Callable[..., Any] | None = None, **model_kwargs) -> torch.Tensor:
     """Run ``model`` as a denoiser: logits of shape (batch, length, vocab) where position *i* predicts token *i*.
 
     ``model`` may be wrapped (DDP, PEFT); ``model_kwargs`` (e.g. ``position_ids``, or an image model's
     ``class_labels`` / ``pooled_text_emb`` / ``encoder_hidden_states`` / ``mask_ratio``) are passed through. Image
     ids may be flat (batch, height·width) or a grid (batch, height, width); their ``attention_mask`` must be None or
-    all ones. To call a denoiser under conditions, with guidance, use [`conditional_denoise`].
+    all ones. To call a denoiser under conditions, with guidance, use [`conditional_denoise`]. ``forward`` runs the
+    model in its place (e.g. the compiled call of ``PreTrainedModel.get_compiled_call``); ``model`` still says how
+    to read the output.
     """
     if is_image_denoiser(model):
-        return _denoise_grid(model, input_ids, attention_mask, **model_kwargs)
-    output = model(input_ids=input_ids, attention_mask=attention_mask, **model_kwargs)
+        return _denoise_grid(model, input_ids, attention_mask, forward=forward, **model_kwargs)
+    output = (forward or model)(input_ids=input_ids, attention_mask=attention_mask, **model_kwargs)
     logits = _output_logits(output, "logits")
     if predicts_next_token(model):
         logits = shift_logits_to_tokens(logits)

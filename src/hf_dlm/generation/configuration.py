@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from transformers import GenerationConfig
+from transformers.generation.configuration_utils import CompileConfig
 
 from ._contract import refuse_unsupported_fields
 from ._reload import TOKEN_ID_FIELDS, token_ids_from_model_config
@@ -74,6 +75,10 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             tokens can differ from uncached decoding; ``benchmarks/fast_decoding.py`` reports how much.
         cache_refresh_interval: with a cache, also re-encode the whole canvas every this many passes inside a
             block (``None``: only at block starts, Fast-dLLM's setting; 1: every pass, identical to no cache).
+        compile_config: transformers' ``CompileConfig``: when set (and ``disable_compile`` is not), every denoiser
+            pass runs through ``torch.compile`` (``PreTrainedModel.get_compiled_call``); the sampling rule stays
+            eager. Shapes are static with the dual cache (the canvas at a refresh, the block otherwise), so it
+            compiles two graphs. Not saved with the config (as in transformers). ``None`` (default): eager.
         cfg_scale: unsupervised classifier-free guidance (LLaDA): ``un + (cfg_scale + 1) · (cond − un)``, where
             ``un`` are the logits with the prompt masked. 0 disables it.
         min_new_tokens: EOS ids are never proposed in the first ``min_new_tokens`` answer positions.
@@ -241,6 +246,9 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         if self.cache_config not in (None, {}):
             raise ValueError(f"`cache_config={self.cache_config!r}`: the masked-diffusion cache has no settings "
                              "besides `cache_implementation` and `cache_refresh_interval`.")
+        if self.compile_config is not None and not isinstance(self.compile_config, CompileConfig):
+            raise ValueError(f"`compile_config` must be a transformers `CompileConfig` or None, got "
+                             f"{type(self.compile_config).__name__}.")
         if not (_is_number(self.eps) and 0 < self.eps < 1):
             raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
         for name in ("stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "output_history",
@@ -281,6 +289,6 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
 OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "factor",
                         "cache_implementation", "cache_refresh_interval", "cache_config", "cfg_scale",
                         "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "mask_token_id", "eps",
-                        "output_history", "show_progress", "infill"})
+                        "output_history", "show_progress", "infill", "compile_config"})
 
 __all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES", "SAMPLERS"]

@@ -5,6 +5,7 @@ parallel decoding (Fast-dLLM, arXiv 2505.22618) and transformers' ``generate()``
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -234,6 +235,11 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         eos_ids = _as_list(config.eos_token_id)
         model_kwargs = self._decoding_model_kwargs(config)
         cache = MaskedDiffusionCache(config.cache_implementation) if config.cache_implementation else None
+        # the hooks read the logits of the whole canvas, as Dream's do; otherwise only the block's are computed
+        keep_block_logits = logits_hook is None and tokens_hook is None and self._supports_logits_to_keep()
+        forward = self._decoding_forward(config)
+        if forward is not None:
+            model_kwargs = {**model_kwargs, "forward": forward}
         history: list[torch.LongTensor] = []
         nfe = 0
         progress = tqdm(total=config.resolved_steps, disable=not config.show_progress, desc="denoising")
@@ -244,7 +250,6 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
             counts = num_transfer_tokens(x[:, first:end] == mask_id, steps_per_block)
             timesteps = dream_timesteps(steps_per_block, config.eps, x.device)
             passes = block_length if parallel else steps_per_block
-            window = self._cache_window(config, first, end, x.shape[1])
             since_refresh: int | None = None  # passes since the cache last stored the canvas (None: not this block)
             for step in range(passes):
                 candidates = x == mask_id
@@ -258,18 +263,19 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
                     continue
                 refresh = since_refresh is None or (config.cache_refresh_interval is not None
                                                     and since_refresh >= config.cache_refresh_interval)
-                logits = self._denoise_pass(x, attention_mask, prompt_index, config, cache,
-                                            None if refresh else window, model_kwargs)
+                needed = self._logits_window(candidates, first, end)
+                logits, offset = self._denoise_pass(x, attention_mask, prompt_index, config, cache, refresh, needed,
+                                                    keep_block_logits, model_kwargs)
                 since_refresh = 1 if refresh else since_refresh + 1
                 nfe += 1
                 if logits_hook is not None:
                     logits = logits_hook(step, x, logits)
                 if dream_schedule:
                     transfer, proposals = dream_step(logits, x, candidates, timesteps, step, steps_per_block, config,
-                                                     masks, generator)
+                                                     masks, generator, offset)
                 else:
                     count = None if parallel else counts[:, step]  # parallel rules may take more passes than steps
-                    transfer, proposals = llada_step(logits, x, candidates, count, config, masks, generator)
+                    transfer, proposals = llada_step(logits, x, candidates, count, config, masks, generator, offset)
                 x = torch.where(transfer, proposals, x)
                 if tokens_hook is not None:
                     x = tokens_hook(step, x, logits)
@@ -290,35 +296,61 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         progress.close()
         return x, nfe, history
 
-    def _cache_window(self, config: MaskedDiffusionGenerationConfig, first: int, end: int,
-                      canvas: int) -> tuple[int, int] | None:
-        """The canvas slice a cached pass feeds: the block (and, for the prefix cache, everything right of it),
-        starting one position earlier for a model whose logits at *i* predict token *i + 1* (Dream), so that the
-        first masked position of the block still gets its logits."""
-        if config.cache_implementation is None:
+    def _decoding_forward(self, config: MaskedDiffusionGenerationConfig) -> Callable[..., Any] | None:
+        """The compiled model call when ``compile_config`` is set (transformers' ``CompileConfig``; overridden by
+        ``disable_compile``), else ``None`` (the eager model). Only the denoiser pass is compiled: it is where the
+        time goes, and with the dual cache its shapes are static (the canvas at a refresh, the block otherwise); the
+        sampling rule stays eager, so the tokens are the eager ones up to the compiled kernels' rounding."""
+        if config.compile_config is None or config.disable_compile:
             return None
-        start = max(0, first - (1 if predicts_next_token(self) else 0))
-        return start, (canvas if config.cache_implementation == "prefix" else end)
+        logger.info("decoding with the compiled denoiser (torch.compile: %s)", config.compile_config.to_dict())
+        return self.get_compiled_call(config.compile_config)
+
+    def _supports_logits_to_keep(self) -> bool:
+        """Whether ``forward`` takes transformers' ``logits_to_keep`` (then a pass computes the head on the block)."""
+        return "logits_to_keep" in inspect.signature(self.forward).parameters
+
+    def _logits_window(self, candidates: torch.BoolTensor, first: int, end: int) -> tuple[int, int]:
+        """The canvas positions whose logits a pass must return: from the first position that may be committed (the
+        block's start, or an earlier mask left uncommitted, e.g. by Dream's random ``origin`` reveal) to the block's
+        end, starting one position earlier for a model whose logits at *i* predict token *i + 1* (Dream)."""
+        earlier = candidates[:, :first].any(dim=0).nonzero()
+        start = int(earlier[0]) if len(earlier) else first
+        return max(0, start - (1 if predicts_next_token(self) else 0)), end
 
     def _denoise_pass(self, x: torch.LongTensor, attention_mask: torch.Tensor | None, prompt_index: torch.BoolTensor,
-                      config: MaskedDiffusionGenerationConfig, cache: MaskedDiffusionCache | None,
-                      window: tuple[int, int] | None, model_kwargs: dict[str, Any]) -> torch.Tensor:
-        """Aligned logits over the whole canvas: one full pass (storing the canvas' keys and values when there is a
-        cache), or a cached pass over ``window``, whose logits are placed on a canvas of zeros (positions outside the
-        window are never committed by that pass)."""
-        mask_id = config.mask_token_id
-        if cache is None:
-            return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id, **model_kwargs)
-        if window is None:
-            return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id, cache=cache,
-                                  **model_kwargs)
-        start, end = window
-        positions = torch.arange(start, end, device=x.device)
-        partial = guided_denoise(self, x[:, start:end], attention_mask, prompt_index[:, start:end], config.cfg_scale,
-                                 mask_id, cache=cache, cache_position=positions, **model_kwargs)
-        logits = partial.new_zeros(x.shape[0], x.shape[1], partial.shape[-1])
-        logits[:, start:end] = partial
-        return logits
+                      config: MaskedDiffusionGenerationConfig, cache: MaskedDiffusionCache | None, refresh: bool,
+                      needed: tuple[int, int], keep_block_logits: bool, model_kwargs: dict[str, Any]
+                      ) -> tuple[torch.Tensor, int]:
+        """One denoiser pass; returns aligned logits and the canvas position of their first row.
+
+        Without a cache, or on a refresh (which stores every position's keys and values), the whole canvas is fed;
+        otherwise only a window starting at ``needed[0]``: the block for ``dual``, the block and everything right of
+        it for ``prefix`` (Fast-dLLM, arXiv 2505.22618, Sec. 3.2). With ``keep_block_logits`` the head runs on the
+        ``needed`` positions only (``logits_to_keep``: the same logits rows, exactly); otherwise the logits cover the
+        canvas, with zeros outside a cached window (positions that pass never commits)."""
+        mask_id, canvas = config.mask_token_id, x.shape[1]
+        start, end = needed
+        kwargs = dict(model_kwargs)
+        if cache is not None:
+            kwargs["cache"] = cache
+        if cache is None or refresh:
+            if keep_block_logits:
+                kwargs["logits_to_keep"] = torch.arange(start, end, device=x.device)
+                return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id,
+                                      **kwargs), start
+            return guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, mask_id, **kwargs), 0
+        stop = canvas if config.cache_implementation == "prefix" else end
+        kwargs["cache_position"] = torch.arange(start, stop, device=x.device)
+        if keep_block_logits and stop > end:
+            kwargs["logits_to_keep"] = torch.arange(0, end - start, device=x.device)
+        partial = guided_denoise(self, x[:, start:stop], attention_mask, prompt_index[:, start:stop],
+                                 config.cfg_scale, mask_id, **kwargs)
+        if keep_block_logits:
+            return partial, start
+        logits = partial.new_zeros(x.shape[0], canvas, partial.shape[-1])
+        logits[:, start:stop] = partial
+        return logits, 0
 
     @staticmethod
     def _answer_complete(x: torch.LongTensor, prompt_length: int, eos_ids: list[int], mask_id: int) -> bool:
@@ -384,10 +416,19 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         generated[:, prompt_length:] = True
         prompt_index = ~generated
         noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
+        kwargs: dict[str, Any] = {}
+        forward = self._decoding_forward(config)
+        if forward is not None:
+            kwargs["forward"] = forward
+        offset = 0
+        if self._supports_logits_to_keep():  # the head on the answer only (one position earlier for Dream)
+            offset = max(0, prompt_length - (1 if predicts_next_token(self) else 0))
+            kwargs["logits_to_keep"] = torch.arange(offset, x.shape[1], device=x.device)
         with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator,
                              initial_state.embedding_noise_mode):
-            logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id)
-        answer = logits[:, prompt_length:]
+            logits = guided_denoise(self, x, attention_mask, prompt_index, config.cfg_scale, config.mask_token_id,
+                                    **kwargs)
+        answer = logits[:, prompt_length - offset:]
         if bool(torch.isnan(answer).any()) or bool(torch.isposinf(answer).any()):
             raise ValueError("The denoiser returned NaN or +inf logits: refusing to turn them into tokens.")
         answer = masks.apply(answer, torch.arange(prompt_length, x.shape[1], device=x.device))

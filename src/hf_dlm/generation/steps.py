@@ -52,19 +52,29 @@ def _refuse_nan(logits: torch.Tensor) -> None:
                          "into tokens (check the weights and the inputs).")
 
 
+def _check_covered(columns: torch.LongTensor, offset: int, rows: int) -> None:
+    """Every candidate column lies in the logits' window ``[offset, offset + rows)`` (a library invariant)."""
+    if len(columns) and (int(columns[0]) < offset or int(columns[-1]) >= offset + rows):
+        raise RuntimeError(f"logits cover canvas positions [{offset}, {offset + rows}) but positions "
+                           f"{int(columns[0])}…{int(columns[-1])} are to be decoded.")
+
+
 def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.BoolTensor, counts: torch.LongTensor | None,
-               config: MaskedDiffusionGenerationConfig, masks: ProposalMasks, generator: torch.Generator | None
-               ) -> tuple[torch.BoolTensor, torch.LongTensor]:
+               config: MaskedDiffusionGenerationConfig, masks: ProposalMasks, generator: torch.Generator | None,
+               offset: int = 0) -> tuple[torch.BoolTensor, torch.LongTensor]:
     """LLaDA's step: Gumbel-max proposals on the (filtered) raw logits, scores by ``config.remasking``, then the
     ``counts`` best per row (or every score ≥ ``threshold``). Returns ``(transfer, proposals)`` over the canvas.
+    ``logits`` hold canvas positions ``offset, offset + 1, …`` (the whole canvas by default) and must cover every
+    candidate.
 
     Only the columns holding a candidate are soft-maxed. The float64 Gumbel uniforms (T > 0) are drawn over the
     whole (batch, length, vocab) canvas and the ``random`` scores over (batch, length), as LLaDA draws them, unless
     ``block_noise`` is set.
     """
-    batch, length, vocab = logits.shape
+    (batch, length), vocab = x.shape, logits.shape[-1]
     temperature = config.sampling_temperature
     columns = candidates.any(dim=0).nonzero().squeeze(1)
+    _check_covered(columns, offset, logits.shape[1])
     uniforms = None
     if temperature > 0:
         if config.block_noise:
@@ -72,7 +82,7 @@ def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.Bool
         else:
             uniforms = gumbel_uniforms((batch, length, vocab), logits.device, generator)[:, columns]
     random = random_scores(batch, length, logits.device, generator) if config.remasking == "random" else None
-    sub = logits[:, columns]
+    sub = logits[:, columns - offset]
     _refuse_nan(sub)
     sub = masks.apply(sub, columns)
     sub = filter_logits(sub, config.top_k, config.top_p, temperature)
@@ -94,13 +104,15 @@ def llada_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.Bool
 
 def dream_step(logits: torch.Tensor, x: torch.LongTensor, candidates: torch.BoolTensor, timesteps: torch.Tensor,
                step: int, steps: int, config: MaskedDiffusionGenerationConfig, masks: ProposalMasks,
-               generator: torch.Generator | None) -> tuple[torch.BoolTensor, torch.LongTensor]:
+               generator: torch.Generator | None, offset: int = 0) -> tuple[torch.BoolTensor, torch.LongTensor]:
     """Dream's step over the masked positions (row-major, as ``logits[mask_index]``): ``origin`` reveals each with
     probability ``1 − s/t``; the confidence rules commit the ``⌊M·(1 − s/t)⌋`` best (all at the last step), or
-    every score ≥ ``threshold``. Returns ``(transfer, proposals)`` over the canvas."""
+    every score ≥ ``threshold``. Returns ``(transfer, proposals)`` over the canvas. ``logits`` hold canvas positions
+    ``offset, offset + 1, …`` (the whole canvas by default) and must cover every candidate."""
     temperature = config.sampling_temperature
     positions = candidates.nonzero()[:, 1]
-    mask_logits = logits[candidates]
+    _check_covered(candidates.any(dim=0).nonzero().squeeze(1), offset, logits.shape[1])
+    mask_logits = logits[candidates[:, offset:offset + logits.shape[1]]]
     _refuse_nan(mask_logits)
     mask_logits = masks.apply(mask_logits, positions)
     proposals = x.clone()

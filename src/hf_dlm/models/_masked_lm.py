@@ -68,6 +68,32 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, input_ids: to
     return total / num_items_in_batch
 
 
+def kept_positions(logits_to_keep: int | torch.Tensor, length: int, device: torch.device) -> torch.LongTensor | None:
+    """The sequence positions whose logits ``forward(..., logits_to_keep=)`` returns, as transformers' causal LMs read
+    the argument: ``0`` keeps every position (``None`` is returned: no selection), a positive int *N* the last *N*, a
+    1-D integer tensor the positions it lists. The head is then applied to those hidden states only, so the logits
+    are exactly the corresponding rows of the full ones, at a fraction of the head's cost (a masked diffusion step
+    reads the logits of one block, not of the whole canvas)."""
+    if torch.is_tensor(logits_to_keep):
+        if logits_to_keep.ndim != 1 or logits_to_keep.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"`logits_to_keep` as a tensor must be 1-D integer sequence positions, got shape "
+                             f"{tuple(logits_to_keep.shape)} and dtype {logits_to_keep.dtype}.")
+        return logits_to_keep.to(device=device, dtype=torch.long)
+    if not isinstance(logits_to_keep, int) or isinstance(logits_to_keep, bool) or logits_to_keep < 0:
+        raise ValueError(f"`logits_to_keep` must be a non-negative int (0 keeps every position, N the last N) or a "
+                         f"1-D tensor of positions, got {logits_to_keep!r}.")
+    if logits_to_keep == 0 or logits_to_keep >= length:
+        return None
+    return torch.arange(length - logits_to_keep, length, device=device)
+
+
+def check_logits_to_keep_without_labels(logits_to_keep: int | torch.Tensor, labels: torch.Tensor | None) -> None:
+    """``labels`` scores every labelled position, so it needs the logits of all of them: refuse a selection."""
+    if labels is not None and (torch.is_tensor(logits_to_keep) or logits_to_keep != 0):
+        raise ValueError("`labels` needs the logits of every position: call forward with `logits_to_keep=0` "
+                         "(the default) when passing `labels`.")
+
+
 def resized_rows(current_rows: int, new_num_tokens: int | None, pad_to_multiple_of: int | None) -> int:
     """The number of embedding rows ``PreTrainedModel.resize_token_embeddings(new_num_tokens, pad_to_multiple_of)``
     leaves (transformers rounds ``new_num_tokens``, or the current rows, up to a multiple of ``pad_to_multiple_of``)."""
@@ -92,5 +118,5 @@ def check_resize_keeps_token_ids(new_num_tokens: int | None, rows: int, token_id
                              f"`{name}` ({token_id}); keep at least {token_id + 1} rows.")
 
 
-__all__ = ["IGNORE_INDEX", "check_labels_are_masked", "check_resize_keeps_token_ids", "masked_lm_loss",
-           "resized_rows"]
+__all__ = ["IGNORE_INDEX", "check_labels_are_masked", "check_logits_to_keep_without_labels",
+           "check_resize_keeps_token_ids", "kept_positions", "masked_lm_loss", "resized_rows"]

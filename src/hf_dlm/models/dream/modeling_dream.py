@@ -19,7 +19,8 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from ...denoiser import shift_logits_to_tokens
 from ...generation.mixin import MaskedDiffusionGenerationMixin
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
-from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
+from .._masked_lm import (check_logits_to_keep_without_labels, check_resize_keeps_token_ids, kept_positions,
+                          masked_lm_loss, resized_rows)
 from .configuration_dream import DreamConfig
 from .._loading import StrictLoadingMixin
 from .._sharing import HubSharingMixin
@@ -163,9 +164,14 @@ class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.LongTensor | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
+                return_dict: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
+                **kwargs) -> MaskedLMOutput | tuple:
         """Logits of shape (batch, length, vocab_size): raw for [`DreamModel`] (position *i* predicts token *i + 1*),
         aligned for [`DreamForMaskedLM`].
+
+        ``logits_to_keep`` (as in transformers' causal LMs: 0 = every position, *N* = the last *N*, or a 1-D tensor
+        of positions) returns the logits of those positions only — the same rows as the full logits, raw or aligned
+        as the class returns them — and applies the head to no other hidden state.
 
         ``labels`` (batch, length) gives ``loss``, as ``AutoModelForMaskedLM``, for both classes: labels are aligned
         with the tokens (``labels[:, i]`` is the target of token *i*), and the loss is the mean cross-entropy of the
@@ -177,10 +183,12 @@ class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
         with its own logits.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        check_logits_to_keep_without_labels(logits_to_keep, labels)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
                          **kwargs)
-        logits = self._head(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        logits = self._head(hidden, kept_positions(logits_to_keep, hidden.shape[1], hidden.device))
         loss = None
         if labels is not None:
             aligned = shift_logits_to_tokens(logits) if type(self).predicts_next_token else logits
@@ -188,8 +196,8 @@ class DreamModel(MaskedDiffusionGenerationMixin, DreamPreTrainedModel):
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(hidden)
+    def _head(self, hidden: torch.Tensor, keep: torch.LongTensor | None) -> torch.Tensor:
+        return self.lm_head(hidden if keep is None else hidden[:, keep])
 
 
 class DreamForMaskedLM(DreamModel):
@@ -198,8 +206,10 @@ class DreamForMaskedLM(DreamModel):
 
     predicts_next_token = False
 
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return shift_logits_to_tokens(self.lm_head(hidden))
+    def _head(self, hidden: torch.Tensor, keep: torch.LongTensor | None) -> torch.Tensor:
+        if keep is None:
+            return shift_logits_to_tokens(self.lm_head(hidden))
+        return self.lm_head(hidden[:, (keep - 1).clamp(min=0)])  # aligned row i is raw row max(i - 1, 0)
 
 
 __all__ = ["DreamPreTrainedModel", "DreamBaseModel", "DreamModel", "DreamForMaskedLM"]

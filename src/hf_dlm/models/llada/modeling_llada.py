@@ -18,7 +18,8 @@ from ...generation.mixin import MaskedDiffusionGenerationMixin
 from ...modules.ngram import NgramEmbedding, NgramIdCache
 from ...modules.ngram.embedding import warn_if_over_budget
 from .._layers import AttentionHeads, RotaryEmbedding, init_weights, run_bidirectional_stack
-from .._masked_lm import check_resize_keeps_token_ids, masked_lm_loss, resized_rows
+from .._masked_lm import (check_logits_to_keep_without_labels, check_resize_keeps_token_ids, kept_positions,
+                          masked_lm_loss, resized_rows)
 from .configuration_llada import LLaDAConfig
 from .._loading import StrictLoadingMixin
 from .._sharing import HubSharingMixin
@@ -201,8 +202,12 @@ class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 labels: torch.LongTensor | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, **kwargs) -> MaskedLMOutput | tuple:
+                return_dict: bool | None = None, logits_to_keep: int | torch.Tensor = 0,
+                **kwargs) -> MaskedLMOutput | tuple:
         """Denoiser forward: returns logits of shape (batch, length, embedding_size).
+
+        ``logits_to_keep`` (as in transformers' causal LMs: 0 = every position, *N* = the last *N*, or a 1-D tensor
+        of positions) applies the head to those positions only; ``generate()`` keeps the current block's.
 
         A 2-D ``attention_mask`` (1 = token, 0 = padding) removes padded keys from attention; when ``position_ids``
         is omitted, positions restart at 0 on the first real token of every row.
@@ -214,10 +219,13 @@ class LLaDAModelLM(MaskedDiffusionGenerationMixin, LLaDAPreTrainedModel):
         ``Trainer``) turns the mean into a sum divided by it.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        check_logits_to_keep_without_labels(logits_to_keep, labels)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, return_dict=True,
                          **kwargs)
-        logits = self.model.transformer.ff_out(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        keep = kept_positions(logits_to_keep, hidden.shape[1], hidden.device)
+        logits = self.model.transformer.ff_out(hidden if keep is None else hidden[:, keep])
         loss = None
         if labels is not None:
             loss = masked_lm_loss(logits, labels, input_ids, self.config.mask_token_id, num_items_in_batch)
