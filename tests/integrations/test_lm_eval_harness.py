@@ -287,6 +287,27 @@ def test_generate_until_passes_the_cache_and_the_factor_rule(tok):
     assert harness(model, tok, cache="none")._generate_kwargs() == {"cache_implementation": None}
 
 
+def test_compile_runs_generation_through_the_compiled_call(tok, monkeypatch):
+    """`compile=True` asks for transformers' compiled call (the eager call stands in for it here, to keep the test
+    fast); generation goes through it and gives the library's tokens."""
+    model = oracle_llada(tok)
+    calls = []
+
+    def get_compiled_call(config):
+        calls.append(config)
+        return model.__call__
+
+    monkeypatch.setattr(model, "get_compiled_call", get_compiled_call)
+    lm = harness(model, tok, steps=8, block_length=4, cache="dual", compile=True)
+    (text,) = lm.generate_until([Instance("generate_until", {}, ("the a of", {"max_gen_toks": 8, "until": []}), 0)])
+    assert len(calls) == 1 and calls[0].backend == "inductor"
+    prompt = tok(["the a of"], return_tensors="pt")
+    expected = model.generate(prompt.input_ids, attention_mask=prompt.attention_mask, max_new_tokens=8, steps=8,
+                              block_length=4, cache_implementation="dual", do_sample=False)
+    assert text == tok.decode(expected[0, prompt.input_ids.shape[1]:], skip_special_tokens=True)
+    assert "compile_config" not in harness(model, tok, compile=False)._generate_kwargs()
+
+
 def test_generation_task_runs_through_the_harness(tok, task_manager, tmp_path):
     model = oracle_llada(tok)
     results = evaluate(harness(model, tok), ["oracle_continuation"], task_manager, limit=3)
@@ -412,6 +433,7 @@ def test_a_logit_fm_model_generates_and_refuses_likelihood_tasks(tok):
     ({"threshold": 0.0}, "`threshold` must be a number > 0"),
     ({"remasking": "best"}, "`remasking` must be one of"),
     ({"cache": "static"}, "`cache` must be one of"),
+    ({"compile": "yes"}, "`compile` must be true or false"),
     ({"factor": 0}, "`factor` must be a number > 0"),
     ({"dtype": "int8"}, "`dtype` must be one of"),
     ({"is_check_greedy": "yes"}, "`is_check_greedy` must be true or false"),

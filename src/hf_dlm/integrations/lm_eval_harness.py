@@ -44,6 +44,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.generation.configuration_utils import CompileConfig
 
 from ..denoiser import get_mask_token_id, guided_denoise
 from ..evaluation.likelihood import elbo_log_likelihood
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REMASKING = REMASKING_STRATEGIES
 # masked-diffusion sampler settings: refused for a Logit-FM model, which samples with its own scheme
-_MASKED_ONLY = ("steps", "block_length", "threshold", "remasking", "cfg", "factor", "cache")
+_MASKED_ONLY = ("steps", "block_length", "threshold", "remasking", "cfg", "factor", "cache", "compile")
 CACHES = ("none", "prefix", "dual")
 
 
@@ -103,6 +104,8 @@ class DiffusionLM(LM):
         factor: Fast-dLLM's factor-based parallel decoding for generation tasks (arXiv 2505.22618).
         cache: Fast-dLLM's key/value cache for generation tasks: ``none``, ``prefix`` or ``dual``; ``None``: the
             saved generation config (likelihoods are single full passes and never use it).
+        compile: ``True`` runs generation's denoiser passes through ``torch.compile`` (transformers'
+            ``CompileConfig``; the first request compiles); ``None`` / ``False``: eager.
         max_length: longest sequence scored at once (context + continuation, a rolling window); default: the
             model's positions (``max_sequence_length`` / ``max_position_embeddings``). Longer contexts are cut on
             the left, with a logged count.
@@ -117,7 +120,7 @@ class DiffusionLM(LM):
     def __init__(self, pretrained: Any, tokenizer: Any = None, mc_num: int = 128, batch_size: int | str = 32,
                  cfg: float | None = None, is_check_greedy: bool = True, steps: int | None = None,
                  block_length: int | None = None, threshold: float | None = None, remasking: str | None = None,
-                 factor: float | None = None, cache: str | None = None,
+                 factor: float | None = None, cache: str | None = None, compile: bool | None = None,
                  max_length: int | None = None, max_gen_toks: int = 256, dtype: str = "auto",
                  device: str | None = None, seed: int = 1234, show_progress: bool = True,
                  max_batch_size: int | None = None) -> None:
@@ -147,6 +150,9 @@ class DiffusionLM(LM):
         if cache is not None and cache not in CACHES:
             raise ValueError(f"`cache` must be one of {CACHES} or None, got {cache!r}.")
         self.cache = cache
+        if compile not in (None, True, False):
+            raise ValueError(f"`compile` must be true or false, got {compile!r}.")
+        self.compile = compile or None
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
         if dtype not in DTYPES:
             raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}, got {dtype!r}.")
@@ -335,6 +341,8 @@ class DiffusionLM(LM):
         settings = {name: value for name, value in settings.items() if value is not None}
         if self.cache is not None:
             settings["cache_implementation"] = None if self.cache == "none" else self.cache
+        if self.compile:
+            settings["compile_config"] = CompileConfig()
         return settings
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
