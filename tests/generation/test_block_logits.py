@@ -146,3 +146,17 @@ def test_a_step_refuses_logits_that_miss_a_candidate():
     with pytest.raises(RuntimeError, match=r"\[2, 10\)"):
         llada_step(torch.zeros(1, 8, 100), x, candidates, torch.tensor([1]), config, ProposalMasks([], None, [], 0),
                    None, offset=2)
+
+
+@pytest.mark.parametrize("name, expected", [("llada", 22), ("dream", 22)])
+def test_block_logits_off_projects_the_whole_canvas_and_is_saved(name, expected, tmp_path):
+    """`block_logits=False` (the authors' whole-canvas head, bit for bit) is a saved generation setting."""
+    model = _model(name)
+    rows = head_rows(model)
+    generate_padded_pair(model, block_logits=False)
+    assert rows == [expected] * 8
+    model.generation_config.block_logits = False
+    model.save_pretrained(tmp_path)
+    assert type(model).from_pretrained(tmp_path).generation_config.block_logits is False
+    with pytest.raises(ValueError, match="`block_logits` must be True or False"):
+        generate_padded_pair(model, block_logits="no")

@@ -101,3 +101,20 @@ def test_a_one_step_generator_honours_compile_config_and_keeps_only_the_answer_l
     rows.clear()
     assert torch.equal(eager, generate_padded_pair(model, steps=1, block_length=16))
     assert rows == [22]
+
+
+def test_cuda_graphs_with_a_cache_are_refused_by_name():
+    """mode='reduce-overhead' (CUDA graphs, the CompileConfig default) would let a graph replay reuse the memory of
+    the keys and values the cache keeps between passes: refused on CUDA with a cache; fine without one or on CPU."""
+    from hf_dlm import MaskedDiffusionGenerationConfig
+
+    model = _model(0)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    cached = MaskedDiffusionGenerationConfig(compile_config=CompileConfig(), cache_implementation="dual")
+    with pytest.raises(ValueError, match="reduce-overhead.*cache_implementation='dual'"):
+        model._decoding_forward(cached, cuda)
+    assert model._decoding_forward(cached, cpu) is not None
+    uncached = MaskedDiffusionGenerationConfig(compile_config=CompileConfig())
+    assert model._decoding_forward(uncached, cuda) is not None
+    plain = MaskedDiffusionGenerationConfig(compile_config=CompileConfig(mode="default"), cache_implementation="dual")
+    assert model._decoding_forward(plain, cuda) is not None

@@ -97,7 +97,7 @@ def _generation_kwargs(args: argparse.Namespace, model: Any) -> dict:
     if kwargs.pop("compile", None):
         from transformers.generation.configuration_utils import CompileConfig
 
-        kwargs["compile_config"] = CompileConfig()
+        kwargs["compile_config"] = CompileConfig(mode="default")  # no CUDA graphs: the cache outlives a pass
     return kwargs
 
 

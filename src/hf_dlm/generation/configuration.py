@@ -105,6 +105,11 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         block_noise (default False): at temperature > 0 in the LLaDA family, draw the float64 Gumbel noise only for
             the positions that can be committed instead of LLaDA's whole (batch, length, vocab) canvas — far less
             time and memory at large vocabularies, samples from the same distribution but not LLaDA's for a seed.
+        block_logits (default True): the output layer projects only the positions a pass can commit (the block;
+            transformers' ``logits_to_keep``) instead of the whole canvas, as the authors' loops do. The logits are
+            those rows of the whole canvas's up to the GEMM's rounding — the BLAS picks its kernel by the number of
+            rows, so the last bit can differ — so tokens can differ only where two scores tie to that bit. False:
+            the whole canvas's logits, bit for bit the authors'. Dream's hooks always get the whole canvas.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -122,6 +127,7 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         self.suppress_mask_token: bool = kwargs.pop("suppress_mask_token", False)
         self.skip_idle_steps: bool = kwargs.pop("skip_idle_steps", False)
         self.block_noise: bool = kwargs.pop("block_noise", False)
+        self.block_logits: bool = kwargs.pop("block_logits", True)
         self.mask_token_id: int | None = kwargs.pop("mask_token_id", None)
         self.eps: float = kwargs.pop("eps", 1e-3)
         self.output_history: bool = kwargs.pop("output_history", False)
@@ -251,8 +257,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
                              f"{type(self.compile_config).__name__}.")
         if not (_is_number(self.eps) and 0 < self.eps < 1):
             raise ValueError(f"`eps` must lie in (0, 1), got {self.eps}.")
-        for name in ("stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "output_history",
-                     "show_progress", "infill"):
+        for name in ("stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "block_logits",
+                     "output_history", "show_progress", "infill"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         for name in ("do_sample", "return_dict_in_generate"):
@@ -288,7 +294,7 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
 
 OWN_FIELDS = frozenset({"sampler", "steps", "block_length", "remasking", "alg_temp", "threshold", "factor",
                         "cache_implementation", "cache_refresh_interval", "cache_config", "cfg_scale",
-                        "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "mask_token_id", "eps",
-                        "output_history", "show_progress", "infill", "compile_config"})
+                        "stop_at_eos", "suppress_mask_token", "skip_idle_steps", "block_noise", "block_logits",
+                        "mask_token_id", "eps", "output_history", "show_progress", "infill", "compile_config"})
 
 __all__ = ["MaskedDiffusionGenerationConfig", "REMASKING_STRATEGIES", "SAMPLERS"]

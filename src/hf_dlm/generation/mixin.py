@@ -236,8 +236,9 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         model_kwargs = self._decoding_model_kwargs(config)
         cache = MaskedDiffusionCache(config.cache_implementation) if config.cache_implementation else None
         # the hooks read the logits of the whole canvas, as Dream's do; otherwise only the block's are computed
-        keep_block_logits = logits_hook is None and tokens_hook is None and self._supports_logits_to_keep()
-        forward = self._decoding_forward(config)
+        keep_block_logits = (config.block_logits and logits_hook is None and tokens_hook is None
+                             and self._supports_logits_to_keep())
+        forward = self._decoding_forward(config, x.device)
         if forward is not None:
             model_kwargs = {**model_kwargs, "forward": forward}
         history: list[torch.LongTensor] = []
@@ -296,13 +297,20 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         progress.close()
         return x, nfe, history
 
-    def _decoding_forward(self, config: MaskedDiffusionGenerationConfig) -> Callable[..., Any] | None:
+    def _decoding_forward(self, config: MaskedDiffusionGenerationConfig,
+                          device: torch.device) -> Callable[..., Any] | None:
         """The compiled model call when ``compile_config`` is set (transformers' ``CompileConfig``; overridden by
         ``disable_compile``), else ``None`` (the eager model). Only the denoiser pass is compiled: it is where the
         time goes, and with the dual cache its shapes are static (the canvas at a refresh, the block otherwise); the
         sampling rule stays eager, so the tokens are the eager ones up to the compiled kernels' rounding."""
         if config.compile_config is None or config.disable_compile:
             return None
+        if config.compile_config.mode == "reduce-overhead" and config.cache_implementation and device.type == "cuda":
+            raise ValueError(
+                f"`compile_config` with mode='reduce-overhead' (CUDA graphs) cannot be combined with "
+                f"`cache_implementation={config.cache_implementation!r}`: a graph replay reuses the memory of the "
+                f"keys and values the cache keeps between passes. Pass CompileConfig(mode='default') or "
+                f"mode='max-autotune-no-cudagraphs'.")
         logger.info("decoding with the compiled denoiser (torch.compile: %s)", config.compile_config.to_dict())
         return self.get_compiled_call(config.compile_config)
 
@@ -316,7 +324,12 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         end, starting one position earlier for a model whose logits at *i* predict token *i + 1* (Dream)."""
         earlier = candidates[:, :first].any(dim=0).nonzero()
         start = int(earlier[0]) if len(earlier) else first
-        return max(0, start - (1 if predicts_next_token(self) else 0)), end
+        return max(0, start - self._logits_lead()), end
+
+    def _logits_lead(self) -> int:
+        """How many positions before a position its logits read: 1 for Dream's head, whose output at *i − 1*
+        predicts token *i* (raw, or shifted inside ``forward`` as ``DreamForMaskedLM`` does), else 0."""
+        return 1 if predicts_next_token(self) or getattr(self, "aligns_by_shifting", False) else 0
 
     def _denoise_pass(self, x: torch.LongTensor, attention_mask: torch.Tensor | None, prompt_index: torch.BoolTensor,
                       config: MaskedDiffusionGenerationConfig, cache: MaskedDiffusionCache | None, refresh: bool,
@@ -327,8 +340,8 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         Without a cache, or on a refresh (which stores every position's keys and values), the whole canvas is fed;
         otherwise only a window starting at ``needed[0]``: the block for ``dual``, the block and everything right of
         it for ``prefix`` (Fast-dLLM, arXiv 2505.22618, Sec. 3.2). With ``keep_block_logits`` the head runs on the
-        ``needed`` positions only (``logits_to_keep``: the same logits rows, exactly); otherwise the logits cover the
-        canvas, with zeros outside a cached window (positions that pass never commits)."""
+        ``needed`` positions only (``logits_to_keep``: the same rows up to the GEMM's rounding); otherwise the
+        logits cover the canvas, with zeros outside a cached window (positions that pass never commits)."""
         mask_id, canvas = config.mask_token_id, x.shape[1]
         start, end = needed
         kwargs = dict(model_kwargs)
@@ -417,12 +430,12 @@ class MaskedDiffusionGenerationMixin(ReloadsGenerationConfig):
         prompt_index = ~generated
         noise_positions = torch.cat([generated, generated]) if config.cfg_scale > 0 else generated
         kwargs: dict[str, Any] = {}
-        forward = self._decoding_forward(config)
+        forward = self._decoding_forward(config, x.device)
         if forward is not None:
             kwargs["forward"] = forward
         offset = 0
-        if self._supports_logits_to_keep():  # the head on the answer only (one position earlier for Dream)
-            offset = max(0, prompt_length - (1 if predicts_next_token(self) else 0))
+        if config.block_logits and self._supports_logits_to_keep():  # the head on the answer only
+            offset = max(0, prompt_length - self._logits_lead())
             kwargs["logits_to_keep"] = torch.arange(offset, x.shape[1], device=x.device)
         with embedding_noise(self, initial_state.embedding_noise_std, noise_positions, generator,
                              initial_state.embedding_noise_mode):

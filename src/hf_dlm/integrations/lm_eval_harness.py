@@ -342,7 +342,7 @@ class DiffusionLM(LM):
         if self.cache is not None:
             settings["cache_implementation"] = None if self.cache == "none" else self.cache
         if self.compile:
-            settings["compile_config"] = CompileConfig()
+            settings["compile_config"] = CompileConfig(mode="default")  # no CUDA graphs: the cache outlives a pass
         return settings
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:

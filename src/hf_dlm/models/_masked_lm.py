@@ -72,7 +72,8 @@ def kept_positions(logits_to_keep: int | torch.Tensor, length: int, device: torc
     """The sequence positions whose logits ``forward(..., logits_to_keep=)`` returns, as transformers' causal LMs read
     the argument: ``0`` keeps every position (``None`` is returned: no selection), a positive int *N* the last *N*, a
     1-D integer tensor the positions it lists. The head is then applied to those hidden states only, so the logits
-    are exactly the corresponding rows of the full ones, at a fraction of the head's cost (a masked diffusion step
+    are the corresponding rows of the full ones (up to the GEMM's rounding: the BLAS picks its kernel by the number
+    of rows), at a fraction of the head's cost (a masked diffusion step
     reads the logits of one block, not of the whole canvas)."""
     if torch.is_tensor(logits_to_keep):
         if logits_to_keep.ndim != 1 or logits_to_keep.dtype not in (torch.int32, torch.int64):

@@ -205,6 +205,7 @@ class DreamForMaskedLM(DreamModel):
     code that expects masked-LM outputs. Same weights and checkpoint layout as [`DreamModel`]."""
 
     predicts_next_token = False
+    aligns_by_shifting = True  # aligned logits at i come from the hidden state at i - 1 (a window starts one early)
 
     def _head(self, hidden: torch.Tensor, keep: torch.LongTensor | None) -> torch.Tensor:
         if keep is None:
