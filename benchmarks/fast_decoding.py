@@ -314,19 +314,29 @@ def plot(payload: dict, path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + (3 if "wide" in panels else 0), 4.5))
     axes = [axes] if len(panels) == 1 else axes
     for ax, key in zip(axes, panels):
-        if key in ("confident", "teacher"):
-            metric, label, title = {"confident": ("token_accuracy", "token accuracy", "permuted copy (confident)"),
-                                    "teacher": ("nll", "oracle NLL of the answer (nats/word)", "bench teacher")}[key]
+        if key == "confident":  # every answer is exact: one row per rule, tokens/s ratio along x
+            rows = payload[key]["rows"]
+            rules = list(dict.fromkeys(r["rule"] for r in rows))
+            for cache, marker in zip(("none", "prefix", "dual"), "os^"):
+                sel = [r for r in rows if r["cache"] == cache]
+                ax.scatter([r["speedup"] for r in sel], [rules.index(r["rule"]) for r in sel], marker=marker,
+                           label=cache)
+            ax.set_yticks(range(len(rules)), rules, fontsize=7)
+            ax.set_xscale("log")
+            ax.set_xlabel("tokens/s ÷ uncached fixed-step")
+            worst = min(r["token_accuracy"] for r in rows)
+            ax.set_title(f"permuted copy (confident), accuracy ≥ {worst:.3f}", fontsize=10)
+        elif key == "teacher":
             rows = payload[key]["rows"]
             for cache, marker in zip(("none", "prefix", "dual"), "os^"):
                 sel = [r for r in rows if r["cache"] == cache]
-                ax.scatter([r["speedup"] for r in sel], [r[metric] for r in sel], marker=marker, label=cache)
+                ax.scatter([r["speedup"] for r in sel], [r["nll"] for r in sel], marker=marker, label=cache)
                 for r in sel:
-                    ax.annotate(r["rule"], (r["speedup"], r[metric]), fontsize=7)
+                    ax.annotate(r["rule"], (r["speedup"], r["nll"]), fontsize=7)
             ax.set_xscale("log")
             ax.set_xlabel("tokens/s ÷ uncached fixed-step")
-            ax.set_ylabel(label)
-            ax.set_title(title)
+            ax.set_ylabel("oracle NLL of the answer (nats/word)")
+            ax.set_title("bench teacher")
         else:
             deep = payload["wide"]["compose_layers"]
             groups, bars = [], {"prefix": [], "dual": []}
