@@ -26,7 +26,8 @@ INSTALL = 'pip install "hf-dlm[eval]"'
 # DiffusionLM's constructor arguments but `pretrained` (the positional) and `max_batch_size` (refused), written out
 # so that --help and the checks import nothing (a test keeps them equal)
 MODEL_ARGS = ("tokenizer", "mc_num", "batch_size", "cfg", "is_check_greedy", "steps", "block_length", "threshold",
-              "remasking", "factor", "cache", "max_length", "max_gen_toks", "dtype", "device", "seed", "show_progress")
+              "remasking", "factor", "cache", "compile", "max_length", "max_gen_toks", "dtype", "device", "seed",
+              "show_progress")
 HARNESS_SEEDS = (0, 1234, 1234, 1234)  # the harness's python, numpy, torch and few-shot seeds
 
 
