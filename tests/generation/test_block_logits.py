@@ -54,6 +54,7 @@ def test_logits_to_keep_zero_or_beyond_the_length_keeps_everything(name):
 @pytest.mark.parametrize("value, match", [
     (-1, "non-negative int"), (True, "non-negative int"), (2.5, "non-negative int"),
     (torch.ones(2, 3, dtype=torch.long), "1-D integer"), (torch.tensor([1.0, 2.0]), "1-D integer"),
+    (torch.tensor([3, 20]), r"must lie in \[0, 20\)"), (torch.tensor([-1, 4]), r"got -1…4"),
 ])
 def test_bad_logits_to_keep_is_refused_by_name(value, match):
     model = _model("llada")

@@ -7,21 +7,12 @@ tokens even where the block head's GEMM rounds a near-tie the other way."""
 import pytest
 import torch
 
-from hf_dlm import DreamForMaskedLM, DreamModel, LLaDAModelLM
+from hf_dlm import DreamForMaskedLM, LLaDAModelLM
+from tests.generation.test_block_logits import CLASSES, _model
 from tests.utils.models import generate_padded_pair, tiny_dream_config, tiny_llada_config
-
-CLASSES = {"llada": (LLaDAModelLM, tiny_llada_config), "dream": (DreamModel, tiny_dream_config),
-           "dream-mlm": (DreamForMaskedLM, tiny_dream_config)}
-
 
 def identity(step, x, logits):
     return logits
-
-
-def _model(name):
-    cls, config = CLASSES[name]
-    torch.manual_seed(0)
-    return cls(config()).eval()
 
 
 def _both(model, prompt, mask=None, seed=0, block_logits=True, **kwargs):

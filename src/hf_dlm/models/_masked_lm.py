@@ -79,6 +79,11 @@ def kept_positions(logits_to_keep: int | torch.Tensor, length: int, device: torc
         if logits_to_keep.ndim != 1 or logits_to_keep.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"`logits_to_keep` as a tensor must be 1-D integer sequence positions, got shape "
                              f"{tuple(logits_to_keep.shape)} and dtype {logits_to_keep.dtype}.")
+        if len(logits_to_keep) and not torch.compiler.is_compiling():  # (a host read: skipped inside a graph)
+            low, high = int(logits_to_keep.min()), int(logits_to_keep.max())
+            if low < 0 or high >= length:
+                raise ValueError(f"`logits_to_keep` positions must lie in [0, {length}) for a sequence of length "
+                                 f"{length}, got {low}…{high}.")
         return logits_to_keep.to(device=device, dtype=torch.long)
     if not isinstance(logits_to_keep, int) or isinstance(logits_to_keep, bool) or logits_to_keep < 0:
         raise ValueError(f"`logits_to_keep` must be a non-negative int (0 keeps every position, N the last N) or a "
